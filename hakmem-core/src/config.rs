@@ -1,0 +1,251 @@
+//! Heap configuration and the geometry derived from it.
+//!
+//! [`Config`] is what a user sets; [`Geometry`] is what the heap computes from
+//! it once, at construction: SuperSlab and slab sizes, how many slab units the
+//! SuperSlab header takes, and for each size class how many units one of its
+//! slabs spans (or that the class is served as large blocks).
+//!
+//! Invariants:
+//! - `unit_shift < superslab_shift`, `units = 2^(superslab_shift - unit_shift) <= 64`.
+//! - `spans[c] == 0` exactly for the classes `>= slab_classes`.
+//! - A slab of class `c` holds at least 8 blocks, so its tail waste is under 1/8.
+
+use crate::size_class::{class_size, NUM_CLASSES};
+use crate::superslab;
+
+/// Smallest SuperSlab: 16 KiB (small embedded targets).
+pub const MIN_SUPERSLAB_SHIFT: u8 = 14;
+/// Largest SuperSlab: 8 MiB (block offsets must stay below 2^23 for the
+/// division-free interior-pointer check, see `slab.rs`).
+pub const MAX_SUPERSLAB_SHIFT: u8 = 23;
+/// Default SuperSlab size on hosted targets: 2 MiB.
+pub const DEFAULT_SUPERSLAB_SHIFT: u8 = 21;
+/// Most slab units per SuperSlab (free units are a `u64` mask).
+pub const MAX_UNITS: usize = 64;
+/// Smallest slab unit: 256 B.
+pub const MIN_UNIT_SHIFT: u8 = 8;
+/// Fewest blocks in a slab: bounds a slab's tail waste to 1/8.
+pub const MIN_BLOCKS_PER_SLAB: usize = 8;
+
+/// What a heap is asked to be. All fields have documented defaults
+/// ([`Config::DEFAULT`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// log2 of the SuperSlab size. Default 21 (2 MiB); 14 (16 KiB) to 23.
+    pub superslab_shift: u8,
+    /// log2 of a slab unit; 0 picks `superslab_shift - 6` (64 units), but
+    /// at least 1 KiB units on small SuperSlabs.
+    pub slab_shift: u8,
+    /// Empty SuperSlabs kept mapped for reuse (the retain policy, K).
+    /// Default 1; 0 returns every empty SuperSlab at once.
+    pub retain: usize,
+    /// Blocks each per-class magazine may cache before it drains half of
+    /// them back to their slabs. Default 64; 0 disables magazines.
+    pub magazine_capacity: u32,
+    /// Decommit a SuperSlab's pages when it is retained (only where the page
+    /// source can). Default true, so retained memory costs address space but
+    /// no RSS.
+    pub decommit_retained: bool,
+}
+
+impl Config {
+    /// The defaults: 2 MiB SuperSlabs, 64 units, retain 1, magazines of 64,
+    /// decommit on retain.
+    pub const DEFAULT: Config = Config {
+        superslab_shift: DEFAULT_SUPERSLAB_SHIFT,
+        slab_shift: 0,
+        retain: 1,
+        magazine_capacity: 64,
+        decommit_retained: true,
+    };
+
+    /// A small geometry for small RAM (and for Miri): 16 KiB SuperSlabs of
+    /// 1 KiB units, magazines of 16.
+    pub const SMALL: Config = Config {
+        superslab_shift: MIN_SUPERSLAB_SHIFT,
+        slab_shift: 10,
+        retain: 1,
+        magazine_capacity: 16,
+        decommit_retained: true,
+    };
+
+    /// Checks the configuration and derives the geometry.
+    pub fn geometry(&self) -> Result<Geometry, ConfigError> {
+        let ss = self.superslab_shift;
+        if !(MIN_SUPERSLAB_SHIFT..=MAX_SUPERSLAB_SHIFT).contains(&ss) {
+            return Err(ConfigError::SuperSlabSize);
+        }
+        let unit = if self.slab_shift == 0 {
+            (ss - 6).max(10).min(ss - 2)
+        } else {
+            self.slab_shift
+        };
+        if unit < MIN_UNIT_SHIFT || unit >= ss || (1usize << (ss - unit)) > MAX_UNITS {
+            return Err(ConfigError::SlabSize);
+        }
+        if self.magazine_capacity > u32::MAX / 2 {
+            return Err(ConfigError::MagazineCapacity);
+        }
+        let units = 1usize << (ss - unit);
+        let header = superslab::header_bytes(units, 1 << ss);
+        let unit_size = 1usize << unit;
+        // Units wholly covered by the header are never free.
+        let reserved = header / unit_size;
+        if reserved * 2 >= units {
+            return Err(ConfigError::SlabSize);
+        }
+        let max_span = (units - reserved) / 2;
+        let mut spans = [0u8; NUM_CLASSES];
+        let mut slab_classes = 0;
+        for (c, span) in spans.iter_mut().enumerate() {
+            let k = (class_size(c) * MIN_BLOCKS_PER_SLAB)
+                .div_ceil(unit_size)
+                .max(1);
+            if k > max_span {
+                break;
+            }
+            *span = k as u8;
+            slab_classes = c + 1;
+        }
+        if slab_classes == 0 {
+            return Err(ConfigError::SlabSize);
+        }
+        Ok(Geometry {
+            superslab_shift: ss,
+            unit_shift: unit,
+            units: units as u8,
+            header_bytes: header as u32,
+            reserved_units: reserved as u8,
+            slab_classes,
+            spans,
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `superslab_shift` outside 14..=23.
+    SuperSlabSize,
+    /// `slab_shift` gives units smaller than 256 B, more than 64 per
+    /// SuperSlab, or leaves no room after the header.
+    SlabSize,
+    /// `magazine_capacity` is absurdly large.
+    MagazineCapacity,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let msg = match self {
+            ConfigError::SuperSlabSize => "superslab_shift must be within 14..=23",
+            ConfigError::SlabSize => {
+                "slab_shift must give 256 B..SuperSlab/4 units, at most 64 per SuperSlab"
+            }
+            ConfigError::MagazineCapacity => "magazine_capacity is too large",
+        };
+        f.write_str(msg)
+    }
+}
+
+/// Sizes derived from a [`Config`]; fixed for the life of a heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// log2 of the SuperSlab size.
+    pub superslab_shift: u8,
+    /// log2 of the slab unit size.
+    pub unit_shift: u8,
+    /// Units per SuperSlab.
+    pub units: u8,
+    /// Bytes of SuperSlab header (metadata) at the start of each SuperSlab.
+    pub header_bytes: u32,
+    /// Units wholly taken by the header.
+    pub reserved_units: u8,
+    /// Classes `0..slab_classes` are served from slabs; larger requests are
+    /// large blocks.
+    pub slab_classes: usize,
+    /// Units spanned by one slab of each class (0: not a slab class).
+    pub spans: [u8; NUM_CLASSES],
+}
+
+impl Geometry {
+    /// SuperSlab size in bytes.
+    #[inline]
+    pub const fn superslab_size(&self) -> usize {
+        1 << self.superslab_shift
+    }
+    /// Mask that takes any address inside a SuperSlab to its start.
+    #[inline]
+    pub const fn superslab_mask(&self) -> usize {
+        !(self.superslab_size() - 1)
+    }
+    /// Slab unit size in bytes.
+    #[inline]
+    pub const fn unit_size(&self) -> usize {
+        1 << self.unit_shift
+    }
+    /// Largest request (at alignment 16) served from a slab.
+    pub const fn max_slab_size(&self) -> usize {
+        class_size(self.slab_classes - 1)
+    }
+    /// The free-unit mask of an empty SuperSlab: every unit not wholly taken
+    /// by the header.
+    pub const fn all_free_units(&self) -> u64 {
+        let all = if self.units as u32 == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.units) - 1
+        };
+        all & !((1u64 << self.reserved_units) - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_geometry() {
+        let g = Config::DEFAULT.geometry().unwrap();
+        assert_eq!(g.superslab_size(), 2 << 20);
+        assert_eq!(g.unit_size(), 32 << 10);
+        assert_eq!(g.units, 64);
+        assert_eq!(g.max_slab_size(), 128 << 10);
+        assert!(
+            g.reserved_units == 0,
+            "header {} fits in unit 0",
+            g.header_bytes
+        );
+    }
+
+    #[test]
+    fn small_geometry() {
+        let g = Config::SMALL.geometry().unwrap();
+        assert_eq!(g.superslab_size(), 16 << 10);
+        assert_eq!(g.units, 16);
+        assert!(g.max_slab_size() >= 512, "{}", g.max_slab_size());
+        for c in 0..g.slab_classes {
+            let bytes = g.spans[c] as usize * g.unit_size();
+            assert!(bytes / class_size(c) >= MIN_BLOCKS_PER_SLAB);
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let mut c = Config::DEFAULT;
+        c.superslab_shift = 13;
+        assert_eq!(c.geometry(), Err(ConfigError::SuperSlabSize));
+        c.superslab_shift = 24;
+        assert_eq!(c.geometry(), Err(ConfigError::SuperSlabSize));
+        c = Config::DEFAULT;
+        c.slab_shift = 12; // 512 units
+        assert_eq!(c.geometry(), Err(ConfigError::SlabSize));
+        c.slab_shift = 21;
+        assert_eq!(c.geometry(), Err(ConfigError::SlabSize));
+    }
+}

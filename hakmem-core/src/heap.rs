@@ -1,0 +1,971 @@
+//! The heap: one owner's SuperSlabs, slabs, magazines and large blocks, with
+//! exact accounting.
+//!
+//! Life of a small block (the names are this file's functions):
+//! - alloc: [`Heap::alloc`] → class by shift → magazine pop (`take_cached`)
+//!   → else `alloc_from_slab`: the class's first partial slab, its free list
+//!   or its bump pointer → else `new_slab_slow`: collect remote frees, find a
+//!   free run of units in an owned SuperSlab (`carve_slab`) → else
+//!   `map_superslab` → `PageSource::map`.
+//! - free: [`Heap::dealloc`] → SuperSlab by mask → owned? (`known` cache, else
+//!   `locate` through `PageSource::contains`) → not owned: `remote::push` →
+//!   owned: checks, held counts down, magazine push (`drain_magazine` half of
+//!   it to the slabs first when full) → SuperSlab held reaches 0: `on_empty`
+//!   → retain (at most `Config::retain` empty) or `release_superslab`
+//!   (evict its blocks from the magazines, unlink its slabs) →
+//!   `PageSource::unmap`.
+//!
+//! Invariants (checked by [`Heap::check`]):
+//! - per slab: `held + cached + free_count == carved`;
+//! - per SuperSlab: `held == Σ slab.held`; `held == 0` for exactly
+//!   `empty` of them (the retained ones);
+//! - per class: `class_held[c] == Σ slab.held` over slabs of class `c`, and
+//!   the magazine's length equals `Σ slab.cached` over them;
+//! - no SuperSlab with `held == 0` stays mapped beyond `Config::retain` of
+//!   them, except during one call.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::config::{Config, ConfigError, Geometry};
+use crate::error::{FreeError, FreeErrorKind};
+use crate::large::{LargeBlock, LARGE_LIVE};
+use crate::locate::{self, Found};
+use crate::magazine::Magazine;
+use crate::page_source::PageSource;
+use crate::remote;
+use crate::size_class::{class_for, class_size, natural_align, EXACT_MAX, MIN_ALIGN, NUM_CLASSES};
+use crate::slab::{free_tag, reciprocal, Block, Slab, FRESH, IN_PARTIAL, NO_CLASS};
+use crate::stats::Stats;
+use crate::superslab::{find_run, run_mask, SuperSlab};
+
+/// Source of heap ids; 0 is never used, so it can mean "no heap".
+static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// Entries in the cache of owned SuperSlab bases.
+const KNOWN: usize = 16;
+
+/// Counters kept on the paths that change them.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// SuperSlabs mapped now.
+    pub superslabs: usize,
+    /// SuperSlabs ever mapped.
+    pub created: usize,
+    /// SuperSlabs ever returned.
+    pub released: usize,
+    /// SuperSlabs with `held == 0` (retained).
+    pub empty: usize,
+    /// Live large blocks, their requested and mapped bytes.
+    pub large_count: usize,
+    pub large_bytes: usize,
+    pub large_mapped: usize,
+}
+
+/// A single-owner heap over a [`PageSource`].
+///
+/// Not `Sync`: one thread uses it at a time. It is `Send` (when the source
+/// is), so a heap can be handed to another owner, for instance at thread
+/// exit, with its pending remote frees intact: they live in its SuperSlabs.
+/// Other threads free its blocks with [`free_remote`](crate::free_remote)
+/// (or through their own heap's `dealloc`, which forwards).
+pub struct Heap<P: PageSource> {
+    pub(crate) source: P,
+    pub(crate) cfg: Config,
+    pub(crate) geo: Geometry,
+    pub(crate) id: usize,
+    pub(crate) mags: [Magazine; NUM_CLASSES],
+    /// Per class: slabs with a free or uncarved block (doubly linked).
+    pub(crate) partial: [*mut Slab; NUM_CLASSES],
+    /// Per class: blocks held by the application or pending remote.
+    pub(crate) class_held: [usize; NUM_CLASSES],
+    /// Every SuperSlab this heap owns (doubly linked).
+    pub(crate) superslabs: *mut SuperSlab,
+    /// Every live large block this heap owns (doubly linked).
+    pub(crate) large: *mut LargeBlock,
+    /// Direct-mapped cache of owned SuperSlab bases (0: none), so a local
+    /// free needs no `PageSource::contains`.
+    known: [usize; KNOWN],
+    pub(crate) n: Counters,
+}
+
+// SAFETY: a heap's raw pointers all point into regions it owns, which move
+// with it; other threads reach those regions only through the atomic remote
+// lists. Moving the heap to another thread is therefore sound when the page
+// source may be used there too.
+unsafe impl<P: PageSource + Send> Send for Heap<P> {}
+
+impl<P: PageSource> Heap<P> {
+    /// Makes an empty heap; maps nothing until the first allocation.
+    pub fn new(source: P, cfg: Config) -> Result<Self, ConfigError> {
+        let geo = cfg.geometry()?;
+        Ok(Heap {
+            source,
+            cfg,
+            geo,
+            id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
+            mags: [const { Magazine::EMPTY }; NUM_CLASSES],
+            partial: [ptr::null_mut(); NUM_CLASSES],
+            class_held: [0; NUM_CLASSES],
+            superslabs: ptr::null_mut(),
+            large: ptr::null_mut(),
+            known: [0; KNOWN],
+            n: Counters::default(),
+        })
+    }
+
+    /// The page source.
+    pub fn source(&self) -> &P {
+        &self.source
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The geometry derived from the configuration.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// This heap's id, as recorded in the SuperSlabs it owns.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Changes how many empty SuperSlabs are kept; releases any excess now.
+    pub fn set_retain(&mut self, retain: usize) {
+        self.cfg.retain = retain;
+        if self.n.empty > retain {
+            self.release_empty(retain);
+        }
+    }
+
+    // ----- allocation -------------------------------------------------
+
+    /// Allocates `size` bytes aligned to `align` (a power of two). Returns
+    /// null when out of memory, on an invalid alignment or a size too large;
+    /// the heap stays fully usable. Size 0 gets a unique minimal block.
+    #[inline]
+    pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        if size <= EXACT_MAX && align <= MIN_ALIGN {
+            let c = if size == 0 { 0 } else { (size - 1) / MIN_ALIGN };
+            return self.alloc_class(c, false);
+        }
+        self.alloc_general(size, align, false)
+    }
+
+    /// Like [`alloc`](Self::alloc), with the bytes zeroed. Fresh memory from a
+    /// page source that maps zeroed pages is not cleared again.
+    pub fn alloc_zeroed(&mut self, size: usize, align: usize) -> *mut u8 {
+        if size <= EXACT_MAX && align <= MIN_ALIGN {
+            let c = if size == 0 { 0 } else { (size - 1) / MIN_ALIGN };
+            return self.alloc_class(c, true);
+        }
+        self.alloc_general(size, align, true)
+    }
+
+    fn alloc_general(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        if !align.is_power_of_two() || size > isize::MAX as usize - align {
+            return ptr::null_mut();
+        }
+        let align = align.max(MIN_ALIGN);
+        if align <= self.geo.unit_size() {
+            if let Some(c) = class_for(size, align) {
+                if c < self.geo.slab_classes {
+                    return self.alloc_class(c, zero);
+                }
+            }
+        }
+        self.alloc_large(size, align, zero)
+    }
+
+    #[inline(always)]
+    fn alloc_class(&mut self, c: usize, zero: bool) -> *mut u8 {
+        if let Some(b) = self.mags[c].pop() {
+            // SAFETY: magazine blocks are cached blocks of owned SuperSlabs.
+            unsafe { self.take_cached(b, c) };
+            if zero {
+                // SAFETY: the block is ours and `class_size(c)` bytes long.
+                unsafe { ptr::write_bytes(b.cast::<u8>(), 0, class_size(c)) };
+            }
+            return b.cast();
+        }
+        self.alloc_from_slab(c, zero)
+    }
+
+    /// Accounts a block leaving a magazine for the application.
+    ///
+    /// # Safety
+    /// `b` was just popped from the magazine of class `c`.
+    #[inline(always)]
+    unsafe fn take_cached(&mut self, b: *mut Block, c: usize) {
+        let ss = self.superslab_of(b.cast());
+        // SAFETY: `b` lies in a live owned SuperSlab (magazine invariant).
+        unsafe {
+            let slab = SuperSlab::slab_of(ss, b as usize, self.geo.unit_shift);
+            (*slab).cached -= 1;
+            (*slab).held += 1;
+            self.hold(ss);
+            (*b).tag = 0;
+            #[cfg(feature = "hardened")]
+            SuperSlab::mark_allocated(ss, self.geo.units, b as usize - ss as usize);
+        }
+        self.class_held[c] += 1;
+    }
+
+    /// Counts one more held block in `ss`.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab.
+    #[inline(always)]
+    unsafe fn hold(&mut self, ss: *mut SuperSlab) {
+        // SAFETY: per the caller.
+        unsafe {
+            if (*ss).held == 0 {
+                self.n.empty -= 1;
+            }
+            (*ss).held += 1;
+        }
+    }
+
+    fn alloc_from_slab(&mut self, c: usize, zero: bool) -> *mut u8 {
+        let mut slab = self.partial[c];
+        if slab.is_null() {
+            slab = self.new_slab_slow(c);
+            if slab.is_null() {
+                return ptr::null_mut();
+            }
+        }
+        let ss = self.superslab_of(slab.cast());
+        // SAFETY: partial slabs are assigned slabs of live owned SuperSlabs
+        // with a free or uncarved block.
+        unsafe {
+            let s = &mut *slab;
+            let size = s.size as usize;
+            let (b, fresh) = if !s.free.is_null() {
+                let b = s.free;
+                s.free = (*b).next;
+                s.free_count -= 1;
+                (*b).tag = 0;
+                (b, false)
+            } else {
+                let b = ss.cast::<u8>().add(s.bump as usize).cast::<Block>();
+                s.bump += s.size;
+                let fresh = s.flags & FRESH != 0;
+                if !fresh {
+                    (*b).tag = 0;
+                }
+                (b, fresh)
+            };
+            s.held += 1;
+            if !s.has_room() {
+                self.unlink_partial(slab);
+            }
+            self.hold(ss);
+            self.class_held[c] += 1;
+            #[cfg(feature = "hardened")]
+            SuperSlab::mark_allocated(ss, self.geo.units, b as usize - ss as usize);
+            if zero && !(fresh && P::MAPS_ZEROED) {
+                ptr::write_bytes(b.cast::<u8>(), 0, size);
+            }
+            b.cast()
+        }
+    }
+
+    /// Finds or makes a slab for class `c`; null when out of memory.
+    #[cold]
+    fn new_slab_slow(&mut self, c: usize) -> *mut Slab {
+        // Remote frees may have refilled this class: collect them first.
+        self.collect();
+        if !self.partial[c].is_null() {
+            return self.partial[c];
+        }
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs.
+            if let Some(slab) = unsafe { self.carve_slab(ss, c) } {
+                return slab;
+            }
+            // SAFETY: as above.
+            ss = unsafe { (*ss).next };
+        }
+        match self.map_superslab() {
+            // SAFETY: a fresh SuperSlab has every unit free, and every slab
+            // class fits (geometry invariant).
+            Some(ss) => unsafe { self.carve_slab(ss, c).unwrap_or(ptr::null_mut()) },
+            None => ptr::null_mut(),
+        }
+    }
+
+    /// Assigns a free run of units of `ss` to a new slab of class `c` and
+    /// links it as partial.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab.
+    unsafe fn carve_slab(&mut self, ss: *mut SuperSlab, c: usize) -> Option<*mut Slab> {
+        let span = self.geo.spans[c] as u32;
+        let size = class_size(c);
+        let unit = self.geo.unit_size();
+        // SAFETY: `ss` is live and ours (caller).
+        unsafe {
+            let mut candidates = (*ss).free_units;
+            loop {
+                let first = find_run(candidates, span)?;
+                let lo = (first as usize * unit).max(self.geo.header_bytes as usize);
+                let start = lo.next_multiple_of(natural_align(c).min(unit));
+                let limit = (first + span) as usize * unit;
+                let capacity = limit.saturating_sub(start) / size;
+                if capacity == 0 {
+                    candidates &= !(1u64 << first);
+                    continue;
+                }
+                let mask = run_mask(first, span);
+                if (*ss).fresh_units == 0 && (*ss).free_units == self.geo.all_free_units() {
+                    // A decommitted SuperSlab may need its pages back first.
+                    let _ = self.recommit_body(ss);
+                }
+                let fresh = (*ss).fresh_units & mask == mask;
+                (*ss).free_units &= !mask;
+                (*ss).fresh_units &= !mask;
+                (*ss).class_mask |= 1u128 << c;
+                for u in first..first + span {
+                    (*SuperSlab::slab(ss, u as usize)).head = first as u8;
+                }
+                let slab = SuperSlab::slab(ss, first as usize);
+                slab.write(Slab {
+                    free: ptr::null_mut(),
+                    next: ptr::null_mut(),
+                    prev: ptr::null_mut(),
+                    inv: reciprocal(size as u32),
+                    start: start as u32,
+                    bump: start as u32,
+                    end: (start + capacity * size) as u32,
+                    size: size as u32,
+                    held: 0,
+                    cached: 0,
+                    free_count: 0,
+                    class: c as u8,
+                    span: span as u8,
+                    head: first as u8,
+                    flags: if fresh { FRESH } else { 0 },
+                });
+                self.link_partial(slab);
+                return Some(slab);
+            }
+        }
+    }
+
+    /// Maps, initialises and links a new SuperSlab.
+    fn map_superslab(&mut self) -> Option<*mut SuperSlab> {
+        let size = self.geo.superslab_size();
+        let base = self.source.map(size, size)?;
+        // SAFETY: the source handed us `size` bytes aligned to `size`.
+        let ss = unsafe { SuperSlab::init(base.as_ptr(), &self.geo, self.id, P::MAPS_ZEROED) };
+        // SAFETY: `ss` is live and not yet in any list.
+        unsafe { self.link_superslab(ss) };
+        self.n.superslabs += 1;
+        self.n.created += 1;
+        self.n.empty += 1; // held == 0 until the caller carves from it
+        Some(ss)
+    }
+
+    // ----- free ---------------------------------------------------------
+
+    /// Frees a block. Null is ignored. A block owned by another heap is
+    /// freed remotely (pushed to its SuperSlab's remote list).
+    ///
+    /// Errors — a pointer that is not a live block (never allocated, interior,
+    /// already freed) — leave every piece of state unchanged.
+    ///
+    /// # Safety
+    /// If `ptr` is a live block, nothing uses it afterwards. Without the
+    /// `hardened` feature, `ptr` must also not point into the body of a live
+    /// large block beyond its first SuperSlab-sized window (an address there
+    /// is read as a header; see docs/design.md).
+    #[inline]
+    pub unsafe fn dealloc(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
+        let p = ptr as usize;
+        let base = p & self.geo.superslab_mask();
+        if base != p && self.known[(base >> self.geo.superslab_shift) % KNOWN] == base {
+            let ss = ptr.with_addr(base).cast::<SuperSlab>();
+            // SAFETY: `known` holds only live SuperSlabs of this heap.
+            return unsafe { self.free_local(ss, ptr) };
+        }
+        if ptr.is_null() {
+            return Ok(());
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.dealloc_slow(ptr) }
+    }
+
+    #[cold]
+    unsafe fn dealloc_slow(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
+        // SAFETY: `locate` reads only headers that `contains` vouched for.
+        let found = unsafe { locate::locate(&self.source, &self.geo, ptr) };
+        let err = |kind| FreeError {
+            ptr: ptr as usize,
+            kind,
+        };
+        match found.map_err(err)? {
+            // SAFETY: `locate` returned a live SuperSlab.
+            Found::Small { ss, slab } => unsafe {
+                if (*ss).owner.load(Ordering::Relaxed) == self.id {
+                    self.free_local(ss, ptr)
+                } else {
+                    remote::push(ss, slab, ptr, self.geo.units)
+                }
+            },
+            // SAFETY: `locate` returned a live large block.
+            Found::Large(h) => unsafe {
+                if (*h).owner.load(Ordering::Relaxed) == self.id {
+                    if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
+                        return Err(err(FreeErrorKind::DoubleFree));
+                    }
+                    self.free_large(h);
+                    Ok(())
+                } else {
+                    remote::free_large(&self.source, h)
+                }
+            },
+        }
+    }
+
+    /// Frees a block of an owned SuperSlab.
+    ///
+    /// # Safety
+    /// `ss` is a live SuperSlab of this heap and `ptr` lies inside it.
+    #[inline(always)]
+    unsafe fn free_local(&mut self, ss: *mut SuperSlab, ptr: *mut u8) -> Result<(), FreeError> {
+        let p = ptr as usize;
+        let off = p - ss as usize;
+        // SAFETY: `ss` is live and ours, `ptr` inside it (caller).
+        unsafe {
+            let slab = SuperSlab::slab_of(ss, p, self.geo.unit_shift);
+            let s = &mut *slab;
+            if let Err(kind) = locate::check_block(s, off) {
+                return Err(FreeError { ptr: p, kind });
+            }
+            if off >= s.bump as usize {
+                return Err(FreeError {
+                    ptr: p,
+                    kind: FreeErrorKind::NotAllocated,
+                });
+            }
+            let b = ptr.cast::<Block>();
+            #[cfg(feature = "hardened")]
+            if !SuperSlab::mark_free(ss, self.geo.units, off) {
+                return Err(FreeError {
+                    ptr: p,
+                    kind: FreeErrorKind::DoubleFree,
+                });
+            }
+            #[cfg(not(feature = "hardened"))]
+            if (*b).tag == free_tag(ptr) {
+                return Err(FreeError {
+                    ptr: p,
+                    kind: FreeErrorKind::DoubleFree,
+                });
+            }
+            (*b).tag = free_tag(ptr);
+            let c = s.class as usize;
+            s.held -= 1;
+            (*ss).held -= 1;
+            self.class_held[c] -= 1;
+            let cap = self.cfg.magazine_capacity;
+            if cap != 0 {
+                if self.mags[c].len() >= cap {
+                    self.drain_magazine(c);
+                }
+                self.mags[c].push(b);
+                (*slab).cached += 1;
+            } else {
+                self.slab_push_free(ss, slab, b);
+            }
+            if (*ss).held == 0 {
+                self.on_empty(ss);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the older half of a full magazine back to the slabs.
+    #[cold]
+    fn drain_magazine(&mut self, c: usize) {
+        let keep = self.mags[c].len() / 2;
+        let (list, _) = self.mags[c].split_off(keep);
+        // SAFETY: the detached blocks were cached blocks of owned SuperSlabs.
+        unsafe { self.return_cached(list) };
+    }
+
+    /// Hands a detached list of cached blocks back to their slabs.
+    ///
+    /// # Safety
+    /// Every block on `list` was cached (counted in its slab's `cached`).
+    unsafe fn return_cached(&mut self, mut list: *mut Block) {
+        while !list.is_null() {
+            // SAFETY: per the caller, each block is a cached block of a live
+            // owned SuperSlab.
+            unsafe {
+                let next = (*list).next;
+                let ss = self.superslab_of(list.cast());
+                let slab = SuperSlab::slab_of(ss, list as usize, self.geo.unit_shift);
+                (*slab).cached -= 1;
+                self.slab_push_free(ss, slab, list);
+                list = next;
+            }
+        }
+    }
+
+    /// Puts a block that is neither held nor cached on its slab's free list;
+    /// releases the slab's units if that empties it.
+    ///
+    /// # Safety
+    /// `slab` is an assigned slab of the live owned SuperSlab `ss`, and `b`
+    /// one of its blocks already taken out of `held`/`cached`.
+    unsafe fn slab_push_free(&mut self, ss: *mut SuperSlab, slab: *mut Slab, b: *mut Block) {
+        // SAFETY: per the caller.
+        unsafe {
+            (*b).next = (*slab).free;
+            (*slab).free = b;
+            (*slab).free_count += 1;
+            if (*slab).held == 0 && (*slab).cached == 0 {
+                self.release_slab(ss, slab);
+            } else if (*slab).flags & IN_PARTIAL == 0 {
+                self.link_partial(slab);
+            }
+        }
+    }
+
+    /// Returns an empty slab's units to its SuperSlab.
+    ///
+    /// # Safety
+    /// `slab` is an assigned slab of `ss` with no held and no cached block.
+    unsafe fn release_slab(&mut self, ss: *mut SuperSlab, slab: *mut Slab) {
+        // SAFETY: per the caller.
+        unsafe {
+            if (*slab).flags & IN_PARTIAL != 0 {
+                self.unlink_partial(slab);
+            }
+            let first = SuperSlab::unit_index(ss, slab) as u32;
+            let span = (*slab).span as u32;
+            for u in first..first + span {
+                SuperSlab::slab(ss, u as usize).write(Slab::unassigned(u as u8));
+            }
+            (*ss).free_units |= run_mask(first, span);
+        }
+    }
+
+    /// A SuperSlab's held count just reached zero.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab with `held == 0`.
+    unsafe fn on_empty(&mut self, ss: *mut SuperSlab) {
+        self.n.empty += 1;
+        if self.n.empty > self.cfg.retain {
+            // SAFETY: per the caller.
+            unsafe { self.release_superslab(ss) };
+        }
+    }
+
+    /// Removes every trace of an empty SuperSlab from the heap — its blocks
+    /// from the magazines (one pass over each magazine of a class it served)
+    /// and its slabs from the partial lists — and unmaps it.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab with `held == 0`.
+    pub(crate) unsafe fn release_superslab(&mut self, ss: *mut SuperSlab) {
+        // SAFETY: per the caller; `held == 0` means no block is held or
+        // pending, so nothing outside this heap refers to the SuperSlab.
+        unsafe {
+            self.detach_superslab(ss);
+            self.unlink_superslab(ss);
+            (*ss).magic = 0;
+            self.source
+                .unmap(NonNull::new_unchecked(ss.cast()), self.geo.superslab_size());
+        }
+        self.n.empty -= 1;
+        self.n.superslabs -= 1;
+        self.n.released += 1;
+    }
+
+    /// Evicts an empty SuperSlab's cached blocks and unlinks its slabs.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab with `held == 0`.
+    unsafe fn detach_superslab(&mut self, ss: *mut SuperSlab) {
+        let mask = self.geo.superslab_mask();
+        let base = ss as usize;
+        // SAFETY: per the caller.
+        unsafe {
+            let mut classes = (*ss).class_mask;
+            while classes != 0 {
+                let c = classes.trailing_zeros() as usize;
+                classes &= classes - 1;
+                self.mags[c].evict(|b| b as usize & mask == base, |_| {});
+            }
+            for u in 0..self.geo.units as usize {
+                let slab = SuperSlab::slab(ss, u);
+                if (*slab).head as usize == u
+                    && (*slab).class != NO_CLASS
+                    && (*slab).flags & IN_PARTIAL != 0
+                {
+                    self.unlink_partial(slab);
+                }
+            }
+        }
+    }
+
+    /// Releases empty SuperSlabs until at most `keep` remain.
+    fn release_empty(&mut self, keep: usize) -> usize {
+        let mut released = 0;
+        let mut ss = self.superslabs;
+        while !ss.is_null() && self.n.empty > keep {
+            // SAFETY: list members are live owned SuperSlabs; `next` is read
+            // before `ss` may be released.
+            unsafe {
+                let next = (*ss).next;
+                if (*ss).held == 0 {
+                    self.release_superslab(ss);
+                    released += 1;
+                }
+                ss = next;
+            }
+        }
+        released
+    }
+
+    // ----- remote frees, flushing, trimming ------------------------------
+
+    /// Collects the blocks other threads freed into this heap's SuperSlabs
+    /// and the large blocks they freed, making the accounting exact again
+    /// and releasing what became empty. Returns how many blocks it took.
+    /// Work: one look at each owned SuperSlab and large block, plus one step
+    /// per collected block.
+    pub fn collect(&mut self) -> usize {
+        let mut n = 0;
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs; `next` is read
+            // before `ss` may be released.
+            unsafe {
+                let next = (*ss).next;
+                if (*ss).remote_count.load(Ordering::Relaxed) != 0 {
+                    n += self.collect_superslab(ss);
+                }
+                ss = next;
+            }
+        }
+        n + self.collect_large()
+    }
+
+    /// # Safety
+    /// `ss` is a live owned SuperSlab.
+    unsafe fn collect_superslab(&mut self, ss: *mut SuperSlab) -> usize {
+        let mut n = 0;
+        // SAFETY: the swap hands us the whole list; pushers publish each
+        // block with Release before it is reachable, so its `next` is
+        // visible after our Acquire; each is a block of `ss` counted held.
+        unsafe {
+            let mut b = (*ss).remote_head.swap(ptr::null_mut(), Ordering::Acquire);
+            while !b.is_null() {
+                let next = (*b).next;
+                let slab = SuperSlab::slab_of(ss, b as usize, self.geo.unit_shift);
+                (*slab).held -= 1;
+                (*ss).held -= 1;
+                self.class_held[(*slab).class as usize] -= 1;
+                self.slab_push_free(ss, slab, b);
+                n += 1;
+                b = next;
+            }
+            (*ss).remote_count.fetch_sub(n, Ordering::Release);
+            if n != 0 && (*ss).held == 0 {
+                self.on_empty(ss);
+            }
+        }
+        n
+    }
+
+    /// Empties every magazine into the slabs, then collects remote frees.
+    /// Afterwards no block is cached, and every empty SuperSlab beyond the
+    /// retain policy has been released.
+    pub fn flush(&mut self) {
+        for c in 0..NUM_CLASSES {
+            let (list, _) = self.mags[c].split_off(0);
+            // SAFETY: the detached blocks were cached blocks.
+            unsafe { self.return_cached(list) };
+        }
+        self.collect();
+    }
+
+    /// Flushes, then returns every empty SuperSlab to the page source,
+    /// whatever the retain policy. Returns how many were released.
+    pub fn trim(&mut self) -> usize {
+        self.flush();
+        self.release_empty(0)
+    }
+
+    /// Decommits the pages of every retained (empty) SuperSlab, keeping its
+    /// address range for reuse; a no-op where the source cannot decommit.
+    /// Returns the bytes decommitted.
+    pub fn decommit_retained(&mut self) -> usize {
+        if !P::CAN_DECOMMIT {
+            return 0;
+        }
+        let mut bytes = 0;
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs.
+            unsafe {
+                if (*ss).held == 0 && (*ss).fresh_units != self.geo.all_free_units() {
+                    self.detach_superslab(ss);
+                    SuperSlab::reset(ss, &self.geo, true);
+                    bytes += self.decommit_body(ss);
+                }
+                ss = (*ss).next;
+            }
+        }
+        bytes
+    }
+
+    /// The page-aligned part of a SuperSlab after its header.
+    fn body(&self, ss: *mut SuperSlab) -> (NonNull<u8>, usize) {
+        let page = self.source.page_size();
+        let off = (self.geo.header_bytes as usize).next_multiple_of(page);
+        let len = self.geo.superslab_size().saturating_sub(off);
+        // SAFETY: `off` is inside the SuperSlab (or at its end, with len 0).
+        (
+            unsafe { NonNull::new_unchecked(ss.cast::<u8>().add(off)) },
+            len,
+        )
+    }
+
+    unsafe fn decommit_body(&mut self, ss: *mut SuperSlab) -> usize {
+        let (p, len) = self.body(ss);
+        if len != 0 {
+            // SAFETY: the body of an empty, reset SuperSlab holds nothing.
+            unsafe { self.source.decommit(p, len) };
+        }
+        len
+    }
+
+    unsafe fn recommit_body(&mut self, ss: *mut SuperSlab) -> bool {
+        let (p, len) = self.body(ss);
+        // SAFETY: the body lies inside the live SuperSlab.
+        len == 0 || unsafe { self.source.recommit(p, len) }
+    }
+
+    // ----- queries --------------------------------------------------------
+
+    /// The usable size of a live block (at least the size requested).
+    ///
+    /// # Safety
+    /// Same pointer rules as [`dealloc`](Self::dealloc).
+    pub unsafe fn usable_size(&self, ptr: *mut u8) -> Result<usize, FreeError> {
+        let err = |kind| FreeError {
+            ptr: ptr as usize,
+            kind,
+        };
+        // SAFETY: `locate` reads only headers that `contains` vouched for.
+        match unsafe { locate::locate(&self.source, &self.geo, ptr) }.map_err(err)? {
+            // SAFETY: a live SuperSlab and its slab.
+            Found::Small { ss, slab } => unsafe {
+                let off = ptr as usize - ss as usize;
+                if (*ss).owner.load(Ordering::Relaxed) == self.id && off >= (*slab).bump as usize {
+                    return Err(err(FreeErrorKind::NotAllocated));
+                }
+                #[cfg(not(feature = "hardened"))]
+                if (*ptr.cast::<Block>()).tag == free_tag(ptr) {
+                    return Err(err(FreeErrorKind::DoubleFree));
+                }
+                #[cfg(feature = "hardened")]
+                if !SuperSlab::is_allocated(ss, self.geo.units, off) {
+                    return Err(err(FreeErrorKind::DoubleFree));
+                }
+                Ok((*slab).size as usize)
+            },
+            // SAFETY: a live large block.
+            Found::Large(h) => unsafe { Ok(LargeBlock::usable(h)) },
+        }
+    }
+
+    /// Resizes a block, in place when its class (or its large mapping)
+    /// allows, else by allocating, copying and freeing. Returns `Ok(null)`
+    /// when out of memory, leaving the old block untouched; a null `ptr`
+    /// allocates.
+    ///
+    /// # Safety
+    /// Same pointer rules as [`dealloc`](Self::dealloc).
+    pub unsafe fn realloc(
+        &mut self,
+        ptr: *mut u8,
+        new_size: usize,
+        align: usize,
+    ) -> Result<*mut u8, FreeError> {
+        if ptr.is_null() {
+            return Ok(self.alloc(new_size, align));
+        }
+        // SAFETY: forwarded caller contract.
+        let old = unsafe { self.usable_size(ptr)? };
+        let aligned = align.is_power_of_two() && (ptr as usize) % align == 0;
+        if aligned && new_size <= old {
+            let small = old <= self.geo.max_slab_size();
+            let keep = if small {
+                old <= 2 * new_size.max(MIN_ALIGN)
+            } else {
+                new_size > self.geo.max_slab_size() && new_size >= old / 2
+            };
+            // SAFETY: `ptr` is a live large block when not small (usable_size).
+            if keep && (small || unsafe { self.resize_large_in_place(ptr, new_size) }) {
+                return Ok(ptr);
+            }
+        }
+        let new = self.alloc(new_size, align);
+        if new.is_null() {
+            return Ok(new);
+        }
+        // SAFETY: both blocks are live, distinct, and at least this long.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, new, old.min(new_size));
+            self.dealloc(ptr)?;
+        }
+        Ok(new)
+    }
+
+    /// An exact snapshot of this heap's figures.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::ZERO;
+        let mut pending = 0;
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs.
+            unsafe {
+                pending += (*ss).remote_count.load(Ordering::Acquire);
+                ss = (*ss).next;
+            }
+        }
+        let mut held_blocks = 0;
+        let mut held_bytes = 0;
+        for c in 0..NUM_CLASSES {
+            let cs = &mut s.classes[c];
+            cs.held_blocks = self.class_held[c];
+            cs.cached_blocks = self.mags[c].len() as usize;
+            s.cached_blocks += cs.cached_blocks;
+            held_blocks += cs.held_blocks;
+            held_bytes += cs.held_blocks * class_size(c);
+        }
+        s.pending_remote = pending;
+        s.held_blocks = held_blocks - pending + self.n.large_count;
+        s.held_bytes = held_bytes + self.n.large_bytes;
+        s.superslabs_mapped = self.n.superslabs;
+        s.superslabs_created = self.n.created;
+        s.superslabs_released = self.n.released;
+        s.superslabs_retained = self.n.empty;
+        s.large_count = self.n.large_count;
+        s.large_bytes = self.n.large_bytes;
+        s.large_mapped_bytes = self.n.large_mapped;
+        s.mapped_bytes = self.n.superslabs * self.geo.superslab_size() + self.n.large_mapped;
+        s
+    }
+
+    /// Whether the heap owns no held block, large or small (cached and
+    /// retained memory may remain).
+    pub fn is_unused(&self) -> bool {
+        self.n.large_count == 0 && self.class_held.iter().all(|&h| h == 0)
+    }
+
+    // ----- lists and lookups ----------------------------------------------
+
+    /// The SuperSlab containing `p` (by mask; no check).
+    #[inline(always)]
+    pub(crate) fn superslab_of(&self, p: *mut u8) -> *mut SuperSlab {
+        p.map_addr(|a| a & self.geo.superslab_mask()).cast()
+    }
+
+    /// # Safety
+    /// `slab` is an assigned slab not in its partial list.
+    unsafe fn link_partial(&mut self, slab: *mut Slab) {
+        // SAFETY: per the caller; list members are assigned slabs.
+        unsafe {
+            let c = (*slab).class as usize;
+            let head = self.partial[c];
+            (*slab).prev = ptr::null_mut();
+            (*slab).next = head;
+            if !head.is_null() {
+                (*head).prev = slab;
+            }
+            self.partial[c] = slab;
+            (*slab).flags |= IN_PARTIAL;
+        }
+    }
+
+    /// # Safety
+    /// `slab` is in its class's partial list.
+    unsafe fn unlink_partial(&mut self, slab: *mut Slab) {
+        // SAFETY: per the caller; neighbours are list members.
+        unsafe {
+            let c = (*slab).class as usize;
+            let (prev, next) = ((*slab).prev, (*slab).next);
+            if prev.is_null() {
+                self.partial[c] = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+            (*slab).next = ptr::null_mut();
+            (*slab).prev = ptr::null_mut();
+            (*slab).flags &= !IN_PARTIAL;
+        }
+    }
+
+    /// # Safety
+    /// `ss` is live, owned and in no list.
+    unsafe fn link_superslab(&mut self, ss: *mut SuperSlab) {
+        // SAFETY: per the caller.
+        unsafe {
+            (*ss).prev = ptr::null_mut();
+            (*ss).next = self.superslabs;
+            if !self.superslabs.is_null() {
+                (*self.superslabs).prev = ss;
+            }
+        }
+        self.superslabs = ss;
+        let base = ss as usize;
+        let slot = (base >> self.geo.superslab_shift) % KNOWN;
+        self.known[slot] = base;
+    }
+
+    /// # Safety
+    /// `ss` is in the heap's SuperSlab list.
+    unsafe fn unlink_superslab(&mut self, ss: *mut SuperSlab) {
+        // SAFETY: per the caller.
+        unsafe {
+            let (prev, next) = ((*ss).prev, (*ss).next);
+            if prev.is_null() {
+                self.superslabs = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+        }
+        let base = ss as usize;
+        let slot = (base >> self.geo.superslab_shift) % KNOWN;
+        if self.known[slot] == base {
+            self.known[slot] = 0;
+        }
+    }
+}
+
+impl<P: PageSource> Drop for Heap<P> {
+    /// Returns every empty SuperSlab. SuperSlabs and large blocks that still
+    /// hold blocks stay mapped (the application may still use them): a heap
+    /// that should leave nothing behind must be empty when dropped.
+    fn drop(&mut self) {
+        self.trim();
+    }
+}

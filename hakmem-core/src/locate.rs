@@ -1,0 +1,102 @@
+//! From a pointer to the metadata that owns it, checking on the way that it
+//! is a live block.
+//!
+//! Every region a heap maps starts on a SuperSlab boundary with a header:
+//! a SuperSlab, or a large block whose user pointer lies in its first
+//! SuperSlab-sized window. The one exception is a large block aligned to the
+//! SuperSlab size or more, whose user pointer *is* on a boundary; its header
+//! sits one SuperSlab size below the pointer. So a pointer on a boundary is
+//! a large block or nothing (small blocks never start at offset 0: the
+//! header is there), and any other pointer's header is at its masked
+//! address. Headers are read only after `PageSource::contains` said the
+//! address is live, and are recognised by a magic XORed with their address.
+
+use crate::config::Geometry;
+use crate::error::FreeErrorKind;
+use crate::large::LargeBlock;
+use crate::page_source::PageSource;
+use crate::slab::{Slab, NO_CLASS};
+use crate::superslab::{SuperSlab, LARGE_MAGIC, SS_MAGIC};
+
+/// What a pointer belongs to.
+pub(crate) enum Found {
+    /// A block of a slab of a SuperSlab (any owner).
+    Small {
+        /// The SuperSlab.
+        ss: *mut SuperSlab,
+        /// The block's slab.
+        slab: *mut Slab,
+    },
+    /// A large block (any owner).
+    Large(*mut LargeBlock),
+}
+
+/// Finds the owner of `ptr` and checks that it is the start of a block.
+/// Does not check the owner-only parts (uncarved memory, double free).
+///
+/// # Safety
+/// The source's `contains` is truthful (a `PageSource` promise).
+pub(crate) unsafe fn locate<P: PageSource>(
+    source: &P,
+    geo: &Geometry,
+    ptr: *mut u8,
+) -> Result<Found, FreeErrorKind> {
+    let p = ptr as usize;
+    let ss_size = geo.superslab_size();
+    let base = p & geo.superslab_mask();
+    if base == p {
+        if p < ss_size || !source.contains(p - ss_size) {
+            return Err(FreeErrorKind::NotOurs);
+        }
+        let h = ptr.wrapping_sub(ss_size).cast::<LargeBlock>();
+        // SAFETY: `contains` vouched that the address is mapped by us.
+        return unsafe {
+            if (*h).magic == LARGE_MAGIC ^ (h as usize) && (*h).user == p {
+                Ok(Found::Large(h))
+            } else {
+                Err(FreeErrorKind::NotOurs)
+            }
+        };
+    }
+    if !source.contains(base) {
+        return Err(FreeErrorKind::NotOurs);
+    }
+    let header = ptr.with_addr(base);
+    // SAFETY: `contains` vouched that `base` is mapped by us; every region
+    // starts with a header there (see module doc).
+    let magic = unsafe { *header.cast::<usize>() };
+    if magic == SS_MAGIC ^ base {
+        let ss = header.cast::<SuperSlab>();
+        // SAFETY: a live SuperSlab header, `p` inside it.
+        let slab = unsafe { SuperSlab::slab_of(ss, p, geo.unit_shift) };
+        // SAFETY: as above.
+        check_block(unsafe { &*slab }, p - base)?;
+        return Ok(Found::Small { ss, slab });
+    }
+    if magic == LARGE_MAGIC ^ base {
+        let h = header.cast::<LargeBlock>();
+        // SAFETY: a live large block header.
+        let (user, end) = unsafe { ((*h).user, (*h).base as usize + (*h).map_size) };
+        return if user == p {
+            Ok(Found::Large(h))
+        } else if p > user && p < end {
+            Err(FreeErrorKind::Interior)
+        } else {
+            Err(FreeErrorKind::NotAllocated)
+        };
+    }
+    Err(FreeErrorKind::NotOurs)
+}
+
+/// Checks that offset `off` (from the SuperSlab start) is the start of a
+/// block of the assigned slab `slab`.
+#[inline(always)]
+pub(crate) fn check_block(slab: &Slab, off: usize) -> Result<(), FreeErrorKind> {
+    if slab.class == NO_CLASS || off < slab.start as usize || off >= slab.end as usize {
+        return Err(FreeErrorKind::NotAllocated);
+    }
+    if !slab.block_index(off).1 {
+        return Err(FreeErrorKind::Interior);
+    }
+    Ok(())
+}

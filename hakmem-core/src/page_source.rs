@@ -1,0 +1,101 @@
+//! The platform contract: where SuperSlabs and large blocks come from.
+//!
+//! A [`PageSource`] hands out aligned regions and takes them back, in the
+//! spirit of snmalloc's PAL. The heap never touches the platform any other
+//! way, which is what lets one core serve Linux (`LinuxPages`), bare metal
+//! (`FixedRegion`) and tests ([`SimPages`](crate::sim::SimPages)).
+//!
+//! Invariants:
+//! - A region returned by `map` is live until passed, whole, to `unmap`.
+//! - `contains(a)` is true exactly for addresses inside live regions.
+//! - A failed `map` is an ordinary outcome (`None`), never a panic.
+
+use core::ptr::NonNull;
+
+/// A provider of aligned memory regions.
+///
+/// # Safety
+///
+/// Implementors promise, and the heap relies on it without checking:
+/// - `map(size, align)` returns either `None` or a pointer to `size` bytes,
+///   readable and writable, aligned to `align`, overlapping no other live
+///   region, valid until `unmap` is called on it;
+/// - if [`MAPS_ZEROED`](Self::MAPS_ZEROED) is true, the bytes are zero;
+/// - `contains(addr)` is true if and only if `addr` lies inside a live region
+///   returned by this source (the heap dereferences region headers only after
+///   `contains` said yes, so a wrong `true` means a wild read);
+/// - every method may be called from any thread through `&self` when the type
+///   is `Sync`, and no method calls back into the allocator that uses it.
+pub unsafe trait PageSource {
+    /// Fresh regions read as zero (lets `alloc_zeroed` skip clearing them).
+    const MAPS_ZEROED: bool;
+    /// `decommit` really releases memory (and the pages read as zero after
+    /// it, as with `MADV_DONTNEED`).
+    const CAN_DECOMMIT: bool = false;
+
+    /// The granularity of `map` sizes and of `decommit`, a power of two.
+    fn page_size(&self) -> usize;
+
+    /// Maps `size` bytes (a multiple of [`page_size`](Self::page_size))
+    /// aligned to `align` (a power of two, at least the page size).
+    /// Returns `None` when no memory is available.
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>>;
+
+    /// Returns a region to the source.
+    ///
+    /// # Safety
+    /// `ptr` and `size` are exactly those of one live region from `map` on
+    /// this source, and nothing uses the region afterwards.
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize);
+
+    /// Tells the source that the pages of `[ptr, ptr + size)` are not needed
+    /// for now; their contents are lost (they read as zero when
+    /// [`CAN_DECOMMIT`](Self::CAN_DECOMMIT) holds). The default does nothing.
+    ///
+    /// # Safety
+    /// The range is page-aligned and lies inside one live region whose bytes
+    /// there nobody relies on.
+    unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
+        let _ = (ptr, size);
+    }
+
+    /// Makes decommitted pages usable again. Returns `false` when the memory
+    /// cannot be had; the default succeeds at once.
+    ///
+    /// # Safety
+    /// Same range rules as [`decommit`](Self::decommit).
+    unsafe fn recommit(&self, ptr: NonNull<u8>, size: usize) -> bool {
+        let _ = (ptr, size);
+        true
+    }
+
+    /// Whether `addr` lies inside a live region of this source.
+    fn contains(&self, addr: usize) -> bool;
+}
+
+// SAFETY: forwarding every method to `P` keeps all of `P`'s promises.
+unsafe impl<P: PageSource + ?Sized> PageSource for &P {
+    const MAPS_ZEROED: bool = P::MAPS_ZEROED;
+    const CAN_DECOMMIT: bool = P::CAN_DECOMMIT;
+    fn page_size(&self) -> usize {
+        (**self).page_size()
+    }
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        (**self).map(size, align)
+    }
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: the caller upholds `unmap`'s contract for `P`.
+        unsafe { (**self).unmap(ptr, size) }
+    }
+    unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: the caller upholds `decommit`'s contract for `P`.
+        unsafe { (**self).decommit(ptr, size) }
+    }
+    unsafe fn recommit(&self, ptr: NonNull<u8>, size: usize) -> bool {
+        // SAFETY: the caller upholds `recommit`'s contract for `P`.
+        unsafe { (**self).recommit(ptr, size) }
+    }
+    fn contains(&self, addr: usize) -> bool {
+        (**self).contains(addr)
+    }
+}

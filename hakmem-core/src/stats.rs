@@ -1,0 +1,154 @@
+//! Exact statistics of one heap.
+//!
+//! The counters are kept on the paths that change them (no sampling), so a
+//! [`Stats`] snapshot is exact: it costs one pass over the classes and one
+//! over the heap's SuperSlabs (to sum the atomically counted remote frees).
+//!
+//! Invariants:
+//! - `held_blocks == Σ classes[c].held_blocks - pending_remote`;
+//! - `cached_blocks == Σ classes[c].cached_blocks`;
+//! - `mapped_bytes == superslabs_mapped * superslab_size + large_mapped_bytes`.
+
+use core::fmt;
+
+use crate::size_class::{class_size, NUM_CLASSES};
+
+/// Per-class figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassStats {
+    /// Blocks of this class held by the application, counting blocks freed
+    /// by other threads that the owner has not collected yet.
+    pub held_blocks: usize,
+    /// Blocks of this class cached in the owner's magazine.
+    pub cached_blocks: usize,
+}
+
+/// A snapshot of a heap's exact figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes currently mapped from the page source by this heap.
+    pub mapped_bytes: usize,
+    /// Blocks (small and large) held by the application, exactly: blocks
+    /// pending remote collection are not counted.
+    pub held_blocks: usize,
+    /// Bytes held by the application: block sizes for small blocks,
+    /// requested sizes for large ones (pending remote frees included).
+    pub held_bytes: usize,
+    /// Blocks cached in magazines.
+    pub cached_blocks: usize,
+    /// Blocks freed by other threads and not yet collected.
+    pub pending_remote: usize,
+    /// SuperSlabs mapped now (retained ones included).
+    pub superslabs_mapped: usize,
+    /// SuperSlabs mapped since the heap was made.
+    pub superslabs_created: usize,
+    /// SuperSlabs returned to the page source since the heap was made.
+    pub superslabs_released: usize,
+    /// Empty SuperSlabs kept mapped for reuse (the retain policy).
+    pub superslabs_retained: usize,
+    /// Live large blocks.
+    pub large_count: usize,
+    /// Requested bytes of live large blocks.
+    pub large_bytes: usize,
+    /// Bytes mapped for live large blocks.
+    pub large_mapped_bytes: usize,
+    /// Per-class figures, indexed by size class.
+    pub classes: [ClassStats; NUM_CLASSES],
+}
+
+impl Stats {
+    /// All zero.
+    pub const ZERO: Stats = Stats {
+        mapped_bytes: 0,
+        held_blocks: 0,
+        held_bytes: 0,
+        cached_blocks: 0,
+        pending_remote: 0,
+        superslabs_mapped: 0,
+        superslabs_created: 0,
+        superslabs_released: 0,
+        superslabs_retained: 0,
+        large_count: 0,
+        large_bytes: 0,
+        large_mapped_bytes: 0,
+        classes: [ClassStats {
+            held_blocks: 0,
+            cached_blocks: 0,
+        }; NUM_CLASSES],
+    };
+
+    /// Adds another heap's figures to these (for process-wide totals).
+    pub fn merge(&mut self, o: &Stats) {
+        self.mapped_bytes += o.mapped_bytes;
+        self.held_blocks += o.held_blocks;
+        self.held_bytes += o.held_bytes;
+        self.cached_blocks += o.cached_blocks;
+        self.pending_remote += o.pending_remote;
+        self.superslabs_mapped += o.superslabs_mapped;
+        self.superslabs_created += o.superslabs_created;
+        self.superslabs_released += o.superslabs_released;
+        self.superslabs_retained += o.superslabs_retained;
+        self.large_count += o.large_count;
+        self.large_bytes += o.large_bytes;
+        self.large_mapped_bytes += o.large_mapped_bytes;
+        for (a, b) in self.classes.iter_mut().zip(o.classes.iter()) {
+            a.held_blocks += b.held_blocks;
+            a.cached_blocks += b.cached_blocks;
+        }
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats::ZERO
+    }
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "hakmem stats")?;
+        writeln!(
+            f,
+            "  mapped          {:>12} B ({:.2} MiB)",
+            self.mapped_bytes,
+            mib(self.mapped_bytes)
+        )?;
+        writeln!(
+            f,
+            "  held            {:>12} B in {} blocks",
+            self.held_bytes, self.held_blocks
+        )?;
+        writeln!(f, "  cached blocks   {:>12}", self.cached_blocks)?;
+        writeln!(f, "  pending remote  {:>12}", self.pending_remote)?;
+        writeln!(
+            f,
+            "  superslabs      {:>12} mapped, {} retained, {} created, {} released",
+            self.superslabs_mapped,
+            self.superslabs_retained,
+            self.superslabs_created,
+            self.superslabs_released
+        )?;
+        writeln!(
+            f,
+            "  large blocks    {:>12} ({} B requested, {} B mapped)",
+            self.large_count, self.large_bytes, self.large_mapped_bytes
+        )?;
+        writeln!(f, "  {:>8} {:>12} {:>12}", "class", "held", "cached")?;
+        for (c, s) in self.classes.iter().enumerate() {
+            if s.held_blocks != 0 || s.cached_blocks != 0 {
+                writeln!(
+                    f,
+                    "  {:>8} {:>12} {:>12}",
+                    class_size(c),
+                    s.held_blocks,
+                    s.cached_blocks
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

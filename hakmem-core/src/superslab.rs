@@ -1,0 +1,274 @@
+//! The SuperSlab: a power-of-two-aligned region that starts with its own
+//! metadata and is split into slab units.
+//!
+//! ```text
+//! base                                                  base + 2^superslab_shift
+//! | SuperSlab | Slab meta × units | [alloc bitmap] | slab units ...           |
+//! ```
+//!
+//! The owner of any small block is found by masking its address with the
+//! geometry's SuperSlab mask; the unit is `(addr - base) >> unit_shift`, and
+//! the unit's `head` names the slab it belongs to. No search.
+//!
+//! Invariants:
+//! - `magic == SS_MAGIC ^ base` while the SuperSlab is live, 0 once released;
+//! - `held` = Σ `slab.held` over its slabs (blocks held by the application
+//!   plus blocks pending in `remote_head`); exactly held by the application:
+//!   `held - remote_count`;
+//! - `free_units` has a bit for each unit that begins no slab and lies in no
+//!   slab's span; header-only units are never in it;
+//! - `class_mask` has (at least) the bit of every class with a slab here.
+
+use core::mem::{align_of, size_of};
+#[cfg(feature = "hardened")]
+use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicPtr, AtomicUsize};
+
+use crate::config::Geometry;
+use crate::slab::{Block, Slab};
+
+/// Magic of a live SuperSlab, XOR its base address.
+pub(crate) const SS_MAGIC: usize = 0x5355_5045_u32 as usize; // "SUPE"
+/// Magic of a live large block header, XOR its header address.
+pub(crate) const LARGE_MAGIC: usize = 0x4c41_5247_u32 as usize; // "LARG"
+
+/// The header at the start of every SuperSlab.
+#[repr(C)]
+pub(crate) struct SuperSlab {
+    /// `SS_MAGIC ^ base` while live.
+    pub magic: usize,
+    /// Id of the owning heap. Read by other threads to choose the remote path.
+    pub owner: AtomicUsize,
+    /// Blocks freed by other threads, not yet collected by the owner.
+    pub remote_head: AtomicPtr<Block>,
+    /// Number of blocks pushed to `remote_head` and not yet collected; it is
+    /// raised before the push, so it never reads below the list's length.
+    pub remote_count: AtomicUsize,
+    /// Blocks held by the application or pending remote collection.
+    pub held: usize,
+    /// Units that are free (see module invariants).
+    pub free_units: u64,
+    /// Units never written since they were mapped or decommitted.
+    pub fresh_units: u64,
+    /// Classes that may have slabs here (used to evict cached blocks).
+    pub class_mask: u128,
+    /// Heap's SuperSlab list.
+    pub next: *mut SuperSlab,
+    /// Heap's SuperSlab list.
+    pub prev: *mut SuperSlab,
+}
+
+const fn round_up(x: usize, to: usize) -> usize {
+    (x + to - 1) & !(to - 1)
+}
+
+/// Offset of the slab metadata array.
+const SLABS_OFFSET: usize = round_up(size_of::<SuperSlab>(), align_of::<Slab>());
+
+/// Offset of the hardened allocation bitmap (one bit per 16 bytes).
+#[cfg(feature = "hardened")]
+const fn bitmap_offset(units: usize) -> usize {
+    round_up(
+        SLABS_OFFSET + units * size_of::<Slab>(),
+        align_of::<AtomicUsize>(),
+    )
+}
+
+/// Header bytes for a SuperSlab of `ss_size` bytes with `units` units.
+pub(crate) const fn header_bytes(units: usize, ss_size: usize) -> usize {
+    #[cfg(not(feature = "hardened"))]
+    let end = {
+        let _ = ss_size;
+        SLABS_OFFSET + units * size_of::<Slab>()
+    };
+    #[cfg(feature = "hardened")]
+    let end = bitmap_offset(units) + ss_size / 16 / 8;
+    round_up(end, 64)
+}
+
+impl SuperSlab {
+    /// Writes a fresh header (all units free) at `base`.
+    ///
+    /// # Safety
+    /// `base` is the start of a writable, SuperSlab-aligned region of
+    /// `geo.superslab_size()` bytes that nothing else uses.
+    pub unsafe fn init(base: *mut u8, geo: &Geometry, owner: usize, fresh: bool) -> *mut SuperSlab {
+        let ss = base.cast::<SuperSlab>();
+        // SAFETY: `base` is aligned (SuperSlab alignment exceeds the header's)
+        // and the header lies inside the region, per the caller.
+        unsafe {
+            ss.write(SuperSlab {
+                magic: SS_MAGIC ^ base as usize,
+                owner: AtomicUsize::new(owner),
+                remote_head: AtomicPtr::new(core::ptr::null_mut()),
+                remote_count: AtomicUsize::new(0),
+                held: 0,
+                free_units: geo.all_free_units(),
+                fresh_units: if fresh { geo.all_free_units() } else { 0 },
+                class_mask: 0,
+                next: core::ptr::null_mut(),
+                prev: core::ptr::null_mut(),
+            });
+            for u in 0..geo.units {
+                Self::slab(ss, u as usize).write(Slab::unassigned(u));
+            }
+            #[cfg(feature = "hardened")]
+            core::ptr::write_bytes(
+                base.add(bitmap_offset(geo.units as usize)),
+                0,
+                geo.superslab_size() / 128,
+            );
+        }
+        ss
+    }
+
+    /// Resets a header to all-units-free without touching the slab memory.
+    ///
+    /// # Safety
+    /// `ss` is a live SuperSlab with no held block and no slab in any list.
+    pub unsafe fn reset(ss: *mut SuperSlab, geo: &Geometry, fresh: bool) {
+        // SAFETY: per the caller `ss` is live and exclusively ours.
+        unsafe {
+            (*ss).free_units = geo.all_free_units();
+            (*ss).fresh_units = if fresh { geo.all_free_units() } else { 0 };
+            (*ss).class_mask = 0;
+            for u in 0..geo.units {
+                Self::slab(ss, u as usize).write(Slab::unassigned(u));
+            }
+        }
+    }
+
+    /// Metadata of unit `unit`.
+    ///
+    /// # Safety
+    /// `ss` is a live SuperSlab and `unit` < its unit count.
+    #[inline(always)]
+    pub unsafe fn slab(ss: *mut SuperSlab, unit: usize) -> *mut Slab {
+        // SAFETY: the slab array follows the header inside the region.
+        unsafe { ss.cast::<u8>().add(SLABS_OFFSET).cast::<Slab>().add(unit) }
+    }
+
+    /// The slab that the block at `addr` (inside `ss`) belongs to, going
+    /// through the unit's `head`.
+    ///
+    /// # Safety
+    /// `ss` is live and `addr` lies inside it.
+    #[inline(always)]
+    pub unsafe fn slab_of(ss: *mut SuperSlab, addr: usize, unit_shift: u8) -> *mut Slab {
+        let unit = (addr - ss as usize) >> unit_shift;
+        // SAFETY: `addr` inside `ss` makes `unit` a valid unit index, and
+        // `head` is always a valid unit index.
+        unsafe {
+            let head = (*Self::slab(ss, unit)).head;
+            Self::slab(ss, head as usize)
+        }
+    }
+
+    /// Index of a slab's unit from its metadata pointer.
+    #[inline]
+    pub fn unit_index(ss: *mut SuperSlab, slab: *mut Slab) -> usize {
+        (slab as usize - (ss as usize + SLABS_OFFSET)) / size_of::<Slab>()
+    }
+
+    /// Sets the allocation bit of the block at offset `off`; returns whether it
+    /// was clear.
+    ///
+    /// # Safety
+    /// `ss` is live and `off` is inside it.
+    #[cfg(feature = "hardened")]
+    pub unsafe fn mark_allocated(ss: *mut SuperSlab, units: u8, off: usize) -> bool {
+        let (word, bit) = Self::bit(ss, units, off);
+        // SAFETY: the bitmap lies in the header, and is only accessed atomically.
+        unsafe { (*word).fetch_or(bit, Ordering::Relaxed) & bit == 0 }
+    }
+
+    /// Clears the allocation bit of the block at offset `off`; returns whether
+    /// it was set (false: double free or never allocated).
+    ///
+    /// # Safety
+    /// `ss` is live and `off` is inside it.
+    #[cfg(feature = "hardened")]
+    pub unsafe fn mark_free(ss: *mut SuperSlab, units: u8, off: usize) -> bool {
+        let (word, bit) = Self::bit(ss, units, off);
+        // SAFETY: the bitmap lies in the header, and is only accessed atomically.
+        unsafe { (*word).fetch_and(!bit, Ordering::Relaxed) & bit != 0 }
+    }
+
+    /// Whether the block at offset `off` is marked allocated.
+    ///
+    /// # Safety
+    /// `ss` is live and `off` is inside it.
+    #[cfg(feature = "hardened")]
+    pub unsafe fn is_allocated(ss: *mut SuperSlab, units: u8, off: usize) -> bool {
+        let (word, bit) = Self::bit(ss, units, off);
+        // SAFETY: the bitmap lies in the header, and is only accessed atomically.
+        unsafe { (*word).load(Ordering::Relaxed) & bit != 0 }
+    }
+
+    #[cfg(feature = "hardened")]
+    fn bit(ss: *mut SuperSlab, units: u8, off: usize) -> (*const AtomicUsize, usize) {
+        let index = off / 16;
+        let word = (ss as usize + bitmap_offset(units as usize)) as *const AtomicUsize;
+        let bits = usize::BITS as usize;
+        (word.wrapping_add(index / bits), 1usize << (index % bits))
+    }
+}
+
+/// Lowest index `i` such that bits `i .. i + k` of `mask` are all set.
+#[inline]
+pub(crate) fn find_run(mask: u64, k: u32) -> Option<u32> {
+    let mut m = mask;
+    let mut have = 1;
+    // Doubling: after each step, bit i of m means bits i..i+have are set.
+    while have < k {
+        let step = have.min(k - have);
+        m &= m >> step;
+        have += step;
+    }
+    if m == 0 {
+        None
+    } else {
+        Some(m.trailing_zeros())
+    }
+}
+
+/// Mask with bits `first .. first + k`.
+#[inline]
+pub(crate) fn run_mask(first: u32, k: u32) -> u64 {
+    let bits = if k >= 64 { u64::MAX } else { (1u64 << k) - 1 };
+    bits << first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_run_finds_lowest_run() {
+        assert_eq!(find_run(0, 1), None);
+        assert_eq!(find_run(0b1, 1), Some(0));
+        assert_eq!(find_run(0b1011_0110, 2), Some(1));
+        assert_eq!(find_run(0b1011_0110, 3), None);
+        assert_eq!(find_run(0b1111_0110, 4), Some(4));
+        assert_eq!(find_run(u64::MAX, 64), Some(0));
+        assert_eq!(find_run(u64::MAX << 1, 63), Some(1));
+        assert_eq!(find_run(u64::MAX << 1, 64), None);
+        // Brute force against a plain scan.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..if cfg!(miri) { 50 } else { 2000 } {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 9) as u32 + 1;
+            let want = (0..=64 - k).find(|&i| run_mask(i, k) & x == run_mask(i, k));
+            assert_eq!(find_run(x, k), want, "mask {x:#x} k {k}");
+        }
+    }
+
+    #[test]
+    fn run_masks() {
+        assert_eq!(run_mask(0, 1), 1);
+        assert_eq!(run_mask(3, 2), 0b11000);
+        assert_eq!(run_mask(0, 64), u64::MAX);
+    }
+}

@@ -1,0 +1,117 @@
+//! The C ancestor's failure, as a regression test: 1M × 16 B allocated, then
+//! all freed (in allocation order, in reverse, in random order). Path forced:
+//! every free goes through the magazine (capacity 64), so blocks are hidden
+//! there exactly as in the ancestor — and every SuperSlab must still go back.
+
+use hakmem_core::{sim::SimPages, Config, Heap};
+
+const N: usize = if cfg!(miri) { 3_000 } else { 1_000_000 };
+
+fn config(retain: usize) -> Config {
+    let mut c = if cfg!(miri) {
+        Config::SMALL
+    } else {
+        Config::DEFAULT
+    };
+    c.retain = retain;
+    c
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    Forward,
+    Reverse,
+    Random,
+}
+
+fn shuffle(v: &mut [*mut u8], mut seed: u64) {
+    for i in (1..v.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        v.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+fn run(order: Order, retain: usize) {
+    let pages = SimPages::new();
+    let mut heap = Heap::new(&pages, config(retain)).unwrap();
+    let mut blocks = Vec::with_capacity(N);
+    for i in 0..N {
+        let p = heap.alloc(16, 8);
+        assert!(!p.is_null());
+        // SAFETY: a fresh 16-byte block.
+        unsafe { p.cast::<u64>().write(i as u64) };
+        blocks.push(p);
+    }
+    let live = heap.stats();
+    assert_eq!(live.held_blocks, N);
+    assert_eq!(live.held_bytes, N * 16);
+    assert_eq!(live.classes[0].held_blocks, N);
+    // Data is N*16 bytes; mapped may exceed it by at most one SuperSlab of
+    // slack plus the headers (well under 2 %).
+    let ss = heap.geometry().superslab_size();
+    assert!(
+        live.mapped_bytes <= N * 16 + N * 16 / 50 + ss,
+        "mapped {} for {} data",
+        live.mapped_bytes,
+        N * 16
+    );
+    assert_eq!(pages.mapped_bytes(), live.mapped_bytes);
+    heap.check().unwrap();
+
+    match order {
+        Order::Forward => {}
+        Order::Reverse => blocks.reverse(),
+        Order::Random => shuffle(&mut blocks, 0x2545_f491_4f6c_dd1d),
+    }
+    for (k, &p) in blocks.iter().enumerate() {
+        // SAFETY: each block is live and freed once.
+        unsafe {
+            let v = p.cast::<u64>().read();
+            assert!(v < N as u64);
+            heap.dealloc(p).unwrap();
+        }
+        if cfg!(miri) || k % 100_000 == 0 {
+            assert_eq!(heap.stats().held_blocks, N - k - 1);
+        }
+    }
+    heap.check().unwrap();
+    let after = heap.stats();
+    assert_eq!(after.held_blocks, 0);
+    assert_eq!(after.superslabs_retained, after.superslabs_mapped);
+    assert!(after.superslabs_mapped <= retain, "{after:?}");
+    assert_eq!(
+        pages.mapped_bytes(),
+        retain.min(after.superslabs_mapped) * ss
+    );
+    assert_eq!(pages.live_regions(), after.superslabs_mapped);
+    assert_eq!(
+        after.superslabs_released + after.superslabs_mapped,
+        after.superslabs_created
+    );
+    heap.trim();
+    assert_eq!(pages.mapped_bytes(), 0);
+    assert_eq!(pages.live_regions(), 0);
+}
+
+#[test]
+fn forward_order_returns_every_superslab() {
+    run(Order::Forward, 0);
+}
+
+#[test]
+fn reverse_order_returns_every_superslab() {
+    run(Order::Reverse, 0);
+}
+
+#[test]
+fn random_order_returns_every_superslab() {
+    run(Order::Random, 0);
+}
+
+#[test]
+fn retain_keeps_exactly_k() {
+    run(Order::Random, 1);
+    run(Order::Forward, 2);
+}
