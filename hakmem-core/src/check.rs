@@ -46,8 +46,7 @@ impl<P: PageSource> Heap<P> {
     /// Verifies every accounting invariant of the heap. Only the owner may
     /// call it; remote frees may run concurrently (they only add to pending).
     pub fn check(&self) -> Result<(), CheckError> {
-        let mut class_held = [0usize; NUM_CLASSES];
-        let mut class_cached = [0usize; NUM_CLASSES];
+        let mut class_used = [0usize; NUM_CLASSES];
         let mut superslabs = 0;
         let mut empty = 0;
         let geo = &self.geo;
@@ -64,7 +63,7 @@ impl<P: PageSource> Heap<P> {
                     "SuperSlab owner",
                     at,
                 )?;
-                let mut held = 0usize;
+                let mut used = 0usize;
                 let mut used_units = 0u64;
                 let mut u = 0usize;
                 while u < geo.units as usize {
@@ -76,6 +75,7 @@ impl<P: PageSource> Heap<P> {
                         continue;
                     }
                     let c = s.class as usize;
+                    let bump = s.bump.load(Ordering::Relaxed);
                     ensure(
                         s.head as usize == u && s.span >= 1,
                         "slab head",
@@ -88,7 +88,7 @@ impl<P: PageSource> Heap<P> {
                         slab as usize,
                     )?;
                     ensure(
-                        s.start <= s.bump && s.bump <= s.end,
+                        s.start <= bump && bump <= s.end,
                         "slab bump range",
                         slab as usize,
                     )?;
@@ -107,7 +107,7 @@ impl<P: PageSource> Heap<P> {
                     while !b.is_null() {
                         let off = b as usize - at;
                         ensure(
-                            off >= s.start as usize && off < s.bump as usize,
+                            off >= s.start as usize && off < bump as usize,
                             "free block in slab",
                             b as usize,
                         )?;
@@ -123,12 +123,12 @@ impl<P: PageSource> Heap<P> {
                     }
                     ensure(n == s.free_count, "free_count", slab as usize)?;
                     ensure(
-                        s.held + s.cached + s.free_count == s.carved(),
-                        "held + cached + free == carved",
+                        s.used + s.free_count == s.carved(),
+                        "used + free == carved",
                         slab as usize,
                     )?;
                     ensure(
-                        s.held + s.cached != 0 || s.free_count == 0,
+                        s.used != 0 || s.free_count == 0,
                         "empty slab not released",
                         slab as usize,
                     )?;
@@ -137,12 +137,24 @@ impl<P: PageSource> Heap<P> {
                         "partial iff room",
                         slab as usize,
                     )?;
-                    held += s.held as usize;
-                    class_held[c] += s.held as usize;
-                    class_cached[c] += s.cached as usize;
+                    used += s.used as usize;
+                    class_used[c] += s.used as usize;
                     u += s.span as usize;
                 }
-                ensure(held == (*ss).held, "SuperSlab held == sum of slabs", at)?;
+                // Blocks of this SuperSlab in the magazines.
+                let mut cached = 0usize;
+                for m in self.mags.iter() {
+                    m.for_each(|b| {
+                        if b as usize & geo.superslab_mask() == at {
+                            cached += 1;
+                        }
+                    });
+                }
+                ensure(
+                    used == (*ss).held + cached,
+                    "SuperSlab held + cached == sum of slab used",
+                    at,
+                )?;
                 ensure(
                     used_units & (*ss).free_units == 0,
                     "free units overlap slabs",
@@ -160,17 +172,15 @@ impl<P: PageSource> Heap<P> {
             }
             ensure(superslabs == self.n.superslabs, "SuperSlab count", 0)?;
             ensure(empty == self.n.empty, "empty SuperSlab count", 0)?;
-            for c in 0..NUM_CLASSES {
+            for (c, &used) in class_used.iter().enumerate() {
                 ensure(
-                    class_held[c] == self.class_held[c],
-                    "class held == sum of slabs",
+                    used == self.class_held[c] + self.mags[c].len() as usize,
+                    "class held + magazine length == sum of slab used",
                     c,
                 )?;
-                ensure(
-                    class_cached[c] == self.mags[c].len() as usize,
-                    "magazine length == sum of cached",
-                    c,
-                )?;
+                let mut n = 0;
+                self.mags[c].for_each(|_| n += 1);
+                ensure(n == self.mags[c].len(), "magazine length", c)?;
                 let mut p = self.partial[c];
                 let mut prev = core::ptr::null_mut();
                 while !p.is_null() {

@@ -42,21 +42,15 @@ pub struct Config {
     /// Blocks each per-class magazine may cache before it drains half of
     /// them back to their slabs. Default 64; 0 disables magazines.
     pub magazine_capacity: u32,
-    /// Decommit a SuperSlab's pages when it is retained (only where the page
-    /// source can). Default true, so retained memory costs address space but
-    /// no RSS.
-    pub decommit_retained: bool,
 }
 
 impl Config {
-    /// The defaults: 2 MiB SuperSlabs, 64 units, retain 1, magazines of 64,
-    /// decommit on retain.
+    /// The defaults: 2 MiB SuperSlabs, 64 units, retain 1, magazines of 64.
     pub const DEFAULT: Config = Config {
         superslab_shift: DEFAULT_SUPERSLAB_SHIFT,
         slab_shift: 0,
         retain: 1,
         magazine_capacity: 64,
-        decommit_retained: true,
     };
 
     /// A small geometry for small RAM (and for Miri): 16 KiB SuperSlabs of
@@ -66,7 +60,6 @@ impl Config {
         slab_shift: 10,
         retain: 1,
         magazine_capacity: 16,
-        decommit_retained: true,
     };
 
     /// Checks the configuration and derives the geometry.
@@ -112,6 +105,7 @@ impl Config {
         }
         Ok(Geometry {
             superslab_shift: ss,
+            mask: !((1usize << ss) - 1),
             unit_shift: unit,
             units: units as u8,
             header_bytes: header as u32,
@@ -158,6 +152,8 @@ impl core::fmt::Display for ConfigError {
 pub struct Geometry {
     /// log2 of the SuperSlab size.
     pub superslab_shift: u8,
+    /// `!(superslab size - 1)`, precomputed for the free path.
+    pub mask: usize,
     /// log2 of the slab unit size.
     pub unit_shift: u8,
     /// Units per SuperSlab.
@@ -182,7 +178,7 @@ impl Geometry {
     /// Mask that takes any address inside a SuperSlab to its start.
     #[inline]
     pub const fn superslab_mask(&self) -> usize {
-        !(self.superslab_size() - 1)
+        self.mask
     }
     /// Slab unit size in bytes.
     #[inline]

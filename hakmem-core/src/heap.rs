@@ -16,16 +16,16 @@
 //!   `PageSource::unmap`.
 //!
 //! Invariants (checked by [`Heap::check`]):
-//! - per slab: `held + cached + free_count == carved`;
-//! - per SuperSlab: `held == Σ slab.held`; `held == 0` for exactly
-//!   `empty` of them (the retained ones);
-//! - per class: `class_held[c] == Σ slab.held` over slabs of class `c`, and
-//!   the magazine's length equals `Σ slab.cached` over them;
+//! - per slab: `used + free_count == carved`;
+//! - per SuperSlab: `held + (its blocks in magazines) == Σ slab.used`;
+//!   `held == 0` for exactly `empty` of them (the retained ones);
+//! - per class: `class_held[c] + magazine length == Σ slab.used` over the
+//!   slabs of class `c`;
 //! - no SuperSlab with `held == 0` stays mapped beyond `Config::retain` of
 //!   them, except during one call.
 
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use crate::config::{Config, ConfigError, Geometry};
 use crate::error::{FreeError, FreeErrorKind};
@@ -149,7 +149,7 @@ impl<P: PageSource> Heap<P> {
     /// the heap stays fully usable. Size 0 gets a unique minimal block.
     #[inline]
     pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
-        if size <= EXACT_MAX && align <= MIN_ALIGN {
+        if size <= EXACT_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
             let c = if size == 0 { 0 } else { (size - 1) / MIN_ALIGN };
             return self.alloc_class(c, false);
         }
@@ -159,7 +159,7 @@ impl<P: PageSource> Heap<P> {
     /// Like [`alloc`](Self::alloc), with the bytes zeroed. Fresh memory from a
     /// page source that maps zeroed pages is not cleared again.
     pub fn alloc_zeroed(&mut self, size: usize, align: usize) -> *mut u8 {
-        if size <= EXACT_MAX && align <= MIN_ALIGN {
+        if size <= EXACT_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
             let c = if size == 0 { 0 } else { (size - 1) / MIN_ALIGN };
             return self.alloc_class(c, true);
         }
@@ -204,9 +204,6 @@ impl<P: PageSource> Heap<P> {
         let ss = self.superslab_of(b.cast());
         // SAFETY: `b` lies in a live owned SuperSlab (magazine invariant).
         unsafe {
-            let slab = SuperSlab::slab_of(ss, b as usize, self.geo.unit_shift);
-            (*slab).cached -= 1;
-            (*slab).held += 1;
             self.hold(ss);
             (*b).tag = 0;
             #[cfg(feature = "hardened")]
@@ -241,26 +238,28 @@ impl<P: PageSource> Heap<P> {
         let ss = self.superslab_of(slab.cast());
         // SAFETY: partial slabs are assigned slabs of live owned SuperSlabs
         // with a free or uncarved block.
+        // Fields are accessed through the raw pointer, never a `&mut Slab`:
+        // other threads may read the block-geometry fields concurrently.
         unsafe {
-            let s = &mut *slab;
-            let size = s.size as usize;
-            let (b, fresh) = if !s.free.is_null() {
-                let b = s.free;
-                s.free = (*b).next;
-                s.free_count -= 1;
+            let size = (*slab).size as usize;
+            let (b, fresh) = if !(*slab).free.is_null() {
+                let b = (*slab).free;
+                (*slab).free = (*b).next;
+                (*slab).free_count -= 1;
                 (*b).tag = 0;
                 (b, false)
             } else {
-                let b = ss.cast::<u8>().add(s.bump as usize).cast::<Block>();
-                s.bump += s.size;
-                let fresh = s.flags & FRESH != 0;
+                let bump = (*slab).bump.load(Ordering::Relaxed);
+                let b = ss.cast::<u8>().add(bump as usize).cast::<Block>();
+                (*slab).bump.store(bump + size as u32, Ordering::Relaxed);
+                let fresh = (*slab).flags & FRESH != 0;
                 if !fresh {
                     (*b).tag = 0;
                 }
                 (b, fresh)
             };
-            s.held += 1;
-            if !s.has_room() {
+            (*slab).used += 1;
+            if !(*slab).has_room() {
                 self.unlink_partial(slab);
             }
             self.hold(ss);
@@ -322,9 +321,12 @@ impl<P: PageSource> Heap<P> {
                     continue;
                 }
                 let mask = run_mask(first, span);
-                if (*ss).fresh_units == 0 && (*ss).free_units == self.geo.all_free_units() {
+                if (*ss).decommitted {
                     // A decommitted SuperSlab may need its pages back first.
-                    let _ = self.recommit_body(ss);
+                    if !self.recommit_body(ss) {
+                        return None;
+                    }
+                    (*ss).decommitted = false;
                 }
                 let fresh = (*ss).fresh_units & mask == mask;
                 (*ss).free_units &= !mask;
@@ -340,11 +342,10 @@ impl<P: PageSource> Heap<P> {
                     prev: ptr::null_mut(),
                     inv: reciprocal(size as u32),
                     start: start as u32,
-                    bump: start as u32,
+                    bump: AtomicU32::new(start as u32),
                     end: (start + capacity * size) as u32,
                     size: size as u32,
-                    held: 0,
-                    cached: 0,
+                    used: 0,
                     free_count: 0,
                     class: c as u8,
                     span: span as u8,
@@ -384,7 +385,7 @@ impl<P: PageSource> Heap<P> {
     /// `hardened` feature, `ptr` must also not point into the body of a live
     /// large block beyond its first SuperSlab-sized window (an address there
     /// is read as a header; see docs/design.md).
-    #[inline]
+    #[inline(always)]
     pub unsafe fn dealloc(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         let p = ptr as usize;
         let base = p & self.geo.superslab_mask();
@@ -443,11 +444,10 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: `ss` is live and ours, `ptr` inside it (caller).
         unsafe {
             let slab = SuperSlab::slab_of(ss, p, self.geo.unit_shift);
-            let s = &mut *slab;
-            if let Err(kind) = locate::check_block(s, off) {
+            if let Err(kind) = locate::check_block(slab, off) {
                 return Err(FreeError { ptr: p, kind });
             }
-            if off >= s.bump as usize {
+            if off >= (*slab).bump.load(Ordering::Relaxed) as usize {
                 return Err(FreeError {
                     ptr: p,
                     kind: FreeErrorKind::NotAllocated,
@@ -469,17 +469,17 @@ impl<P: PageSource> Heap<P> {
                 });
             }
             (*b).tag = free_tag(ptr);
-            let c = s.class as usize;
-            s.held -= 1;
+            let c = (*slab).class as usize;
             (*ss).held -= 1;
-            self.class_held[c] -= 1;
+            // An assigned slab's class is below NUM_CLASSES (check_block
+            // refused NO_CLASS), so these indexings need no bounds check.
+            *self.class_held.get_unchecked_mut(c) -= 1;
             let cap = self.cfg.magazine_capacity;
             if cap != 0 {
-                if self.mags[c].len() >= cap {
+                if self.mags.get_unchecked(c).len() >= cap {
                     self.drain_magazine(c);
                 }
-                self.mags[c].push(b);
-                (*slab).cached += 1;
+                self.mags.get_unchecked_mut(c).push(b);
             } else {
                 self.slab_push_free(ss, slab, b);
             }
@@ -502,7 +502,7 @@ impl<P: PageSource> Heap<P> {
     /// Hands a detached list of cached blocks back to their slabs.
     ///
     /// # Safety
-    /// Every block on `list` was cached (counted in its slab's `cached`).
+    /// Every block on `list` was cached (counted in its slab's `used`, not in `held`).
     unsafe fn return_cached(&mut self, mut list: *mut Block) {
         while !list.is_null() {
             // SAFETY: per the caller, each block is a cached block of a live
@@ -511,7 +511,6 @@ impl<P: PageSource> Heap<P> {
                 let next = (*list).next;
                 let ss = self.superslab_of(list.cast());
                 let slab = SuperSlab::slab_of(ss, list as usize, self.geo.unit_shift);
-                (*slab).cached -= 1;
                 self.slab_push_free(ss, slab, list);
                 list = next;
             }
@@ -523,14 +522,15 @@ impl<P: PageSource> Heap<P> {
     ///
     /// # Safety
     /// `slab` is an assigned slab of the live owned SuperSlab `ss`, and `b`
-    /// one of its blocks already taken out of `held`/`cached`.
+    /// one of its blocks, still counted in `used`, no longer in `held`.
     unsafe fn slab_push_free(&mut self, ss: *mut SuperSlab, slab: *mut Slab, b: *mut Block) {
         // SAFETY: per the caller.
         unsafe {
             (*b).next = (*slab).free;
             (*slab).free = b;
             (*slab).free_count += 1;
-            if (*slab).held == 0 && (*slab).cached == 0 {
+            (*slab).used -= 1;
+            if (*slab).used == 0 {
                 self.release_slab(ss, slab);
             } else if (*slab).flags & IN_PARTIAL == 0 {
                 self.link_partial(slab);
@@ -541,7 +541,7 @@ impl<P: PageSource> Heap<P> {
     /// Returns an empty slab's units to its SuperSlab.
     ///
     /// # Safety
-    /// `slab` is an assigned slab of `ss` with no held and no cached block.
+    /// `slab` is an assigned slab of `ss` with `used == 0`.
     unsafe fn release_slab(&mut self, ss: *mut SuperSlab, slab: *mut Slab) {
         // SAFETY: per the caller.
         unsafe {
@@ -672,7 +672,6 @@ impl<P: PageSource> Heap<P> {
             while !b.is_null() {
                 let next = (*b).next;
                 let slab = SuperSlab::slab_of(ss, b as usize, self.geo.unit_shift);
-                (*slab).held -= 1;
                 (*ss).held -= 1;
                 self.class_held[(*slab).class as usize] -= 1;
                 self.slab_push_free(ss, slab, b);
@@ -718,10 +717,21 @@ impl<P: PageSource> Heap<P> {
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.
             unsafe {
-                if (*ss).held == 0 && (*ss).fresh_units != self.geo.all_free_units() {
+                if (*ss).held == 0 && !(*ss).decommitted {
                     self.detach_superslab(ss);
-                    SuperSlab::reset(ss, &self.geo, true);
-                    bytes += self.decommit_body(ss);
+                    let decommitted = self.decommit_body(ss);
+                    // Only units wholly inside the decommitted body read as
+                    // zero again; the header's unit keeps whatever it had.
+                    let body_start = self.geo.superslab_size() - decommitted;
+                    let first = body_start.div_ceil(self.geo.unit_size());
+                    let first_clean = if decommitted == 0 {
+                        u64::MAX
+                    } else {
+                        first as u64
+                    };
+                    SuperSlab::reset(ss, &self.geo, first_clean);
+                    (*ss).decommitted = true;
+                    bytes += decommitted;
                 }
                 ss = (*ss).next;
             }
@@ -763,6 +773,19 @@ impl<P: PageSource> Heap<P> {
     /// # Safety
     /// Same pointer rules as [`dealloc`](Self::dealloc).
     pub unsafe fn usable_size(&self, ptr: *mut u8) -> Result<usize, FreeError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.live_block(ptr) }.map(|(size, _)| size)
+    }
+
+    /// Checks that `ptr` is a live block; returns its usable size and, for a
+    /// large block, its header.
+    ///
+    /// # Safety
+    /// Same pointer rules as [`dealloc`](Self::dealloc).
+    unsafe fn live_block(
+        &self,
+        ptr: *mut u8,
+    ) -> Result<(usize, Option<*mut LargeBlock>), FreeError> {
         let err = |kind| FreeError {
             ptr: ptr as usize,
             kind,
@@ -772,7 +795,7 @@ impl<P: PageSource> Heap<P> {
             // SAFETY: a live SuperSlab and its slab.
             Found::Small { ss, slab } => unsafe {
                 let off = ptr as usize - ss as usize;
-                if (*ss).owner.load(Ordering::Relaxed) == self.id && off >= (*slab).bump as usize {
+                if off >= (*slab).bump.load(Ordering::Relaxed) as usize {
                     return Err(err(FreeErrorKind::NotAllocated));
                 }
                 #[cfg(not(feature = "hardened"))]
@@ -783,10 +806,15 @@ impl<P: PageSource> Heap<P> {
                 if !SuperSlab::is_allocated(ss, self.geo.units, off) {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
-                Ok((*slab).size as usize)
+                Ok(((*slab).size as usize, None))
             },
             // SAFETY: a live large block.
-            Found::Large(h) => unsafe { Ok(LargeBlock::usable(h)) },
+            Found::Large(h) => unsafe {
+                if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
+                    return Err(err(FreeErrorKind::DoubleFree));
+                }
+                Ok((LargeBlock::usable(h), Some(h)))
+            },
         }
     }
 
@@ -807,17 +835,24 @@ impl<P: PageSource> Heap<P> {
             return Ok(self.alloc(new_size, align));
         }
         // SAFETY: forwarded caller contract.
-        let old = unsafe { self.usable_size(ptr)? };
+        let (old, large) = unsafe { self.live_block(ptr)? };
         let aligned = align.is_power_of_two() && (ptr as usize) % align == 0;
         if aligned && new_size <= old {
-            let small = old <= self.geo.max_slab_size();
-            let keep = if small {
-                old <= 2 * new_size.max(MIN_ALIGN)
-            } else {
-                new_size > self.geo.max_slab_size() && new_size >= old / 2
+            let in_place = match large {
+                // A small block stays unless the new size would fit a class
+                // at most half its size.
+                None => old <= 2 * new_size.max(MIN_ALIGN),
+                // A large block stays if the new size still needs a large
+                // block and uses at least half the mapping. Over-aligned large
+                // blocks stay as long as they shrink by at most half.
+                Some(h) => {
+                    (new_size > self.geo.max_slab_size() || align > self.geo.unit_size())
+                        && new_size >= old / 2
+                        // SAFETY: `h` is the block's live header.
+                        && unsafe { self.resize_large_in_place(h, new_size) }
+                }
             };
-            // SAFETY: `ptr` is a live large block when not small (usable_size).
-            if keep && (small || unsafe { self.resize_large_in_place(ptr, new_size) }) {
+            if in_place {
                 return Ok(ptr);
             }
         }
@@ -845,6 +880,17 @@ impl<P: PageSource> Heap<P> {
                 ss = (*ss).next;
             }
         }
+        // Large blocks freed by other threads and not yet unmapped.
+        let mut h = self.large;
+        while !h.is_null() {
+            // SAFETY: list members are live large block headers.
+            unsafe {
+                if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
+                    pending += 1;
+                }
+                h = (*h).next;
+            }
+        }
         let mut held_blocks = 0;
         let mut held_bytes = 0;
         for c in 0..NUM_CLASSES {
@@ -856,7 +902,7 @@ impl<P: PageSource> Heap<P> {
             held_bytes += cs.held_blocks * class_size(c);
         }
         s.pending_remote = pending;
-        s.held_blocks = held_blocks - pending + self.n.large_count;
+        s.held_blocks = held_blocks + self.n.large_count - pending;
         s.held_bytes = held_bytes + self.n.large_bytes;
         s.superslabs_mapped = self.n.superslabs;
         s.superslabs_created = self.n.created;

@@ -190,14 +190,12 @@ impl<P: PageSource> Heap<P> {
     /// false (changing nothing) when another heap owns it.
     ///
     /// # Safety
-    /// `user` is a live large block and `new_size` fits its region.
-    pub(crate) unsafe fn resize_large_in_place(&mut self, user: *mut u8, new_size: usize) -> bool {
-        let h = if user as usize & !self.geo.superslab_mask() == 0 {
-            user.wrapping_sub(self.geo.superslab_size())
-        } else {
-            self.superslab_of(user).cast()
-        }
-        .cast::<LargeBlock>();
+    /// `h` is a live large block header and `new_size` fits its region.
+    pub(crate) unsafe fn resize_large_in_place(
+        &mut self,
+        h: *mut LargeBlock,
+        new_size: usize,
+    ) -> bool {
         // SAFETY: per the caller, `h` is the block's live header.
         unsafe {
             if (*h).owner.load(Ordering::Relaxed) != self.id {

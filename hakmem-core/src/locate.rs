@@ -15,8 +15,9 @@ use crate::config::Geometry;
 use crate::error::FreeErrorKind;
 use crate::large::LargeBlock;
 use crate::page_source::PageSource;
-use crate::slab::{Slab, NO_CLASS};
+use crate::slab::{Slab, INV_SHIFT, NO_CLASS};
 use crate::superslab::{SuperSlab, LARGE_MAGIC, SS_MAGIC};
+use core::sync::atomic::Ordering;
 
 /// What a pointer belongs to.
 pub(crate) enum Found {
@@ -70,7 +71,11 @@ pub(crate) unsafe fn locate<P: PageSource>(
         // SAFETY: a live SuperSlab header, `p` inside it.
         let slab = unsafe { SuperSlab::slab_of(ss, p, geo.unit_shift) };
         // SAFETY: as above.
-        check_block(unsafe { &*slab }, p - base)?;
+        unsafe { check_block(slab, p - base)? };
+        // SAFETY: as above; `bump` is atomic, as other threads read it.
+        if p - base >= unsafe { (*slab).bump.load(Ordering::Relaxed) } as usize {
+            return Err(FreeErrorKind::NotAllocated);
+        }
         return Ok(Found::Small { ss, slab });
     }
     if magic == LARGE_MAGIC ^ base {
@@ -89,13 +94,32 @@ pub(crate) unsafe fn locate<P: PageSource>(
 }
 
 /// Checks that offset `off` (from the SuperSlab start) is the start of a
-/// block of the assigned slab `slab`.
+/// block of the assigned slab `slab` (below its end; the caller checks the
+/// bump pointer).
+///
+/// Reads only the fields fixed while the slab is assigned, each through the
+/// raw pointer, so it may run while the owner updates the others.
+///
+/// # Safety
+/// `slab` is a unit record of a live SuperSlab.
 #[inline(always)]
-pub(crate) fn check_block(slab: &Slab, off: usize) -> Result<(), FreeErrorKind> {
-    if slab.class == NO_CLASS || off < slab.start as usize || off >= slab.end as usize {
+pub(crate) unsafe fn check_block(slab: *const Slab, off: usize) -> Result<(), FreeErrorKind> {
+    // SAFETY: per the caller.
+    let (class, start, end, size, inv) = unsafe {
+        (
+            (*slab).class,
+            (*slab).start,
+            (*slab).end,
+            (*slab).size,
+            (*slab).inv,
+        )
+    };
+    if class == NO_CLASS || off < start as usize || off >= end as usize {
         return Err(FreeErrorKind::NotAllocated);
     }
-    if !slab.block_index(off).1 {
+    let rel = off - start as usize;
+    let idx = ((rel as u64 * inv) >> INV_SHIFT) as usize;
+    if idx * size as usize != rel {
         return Err(FreeErrorKind::Interior);
     }
     Ok(())

@@ -10,7 +10,7 @@
 //! Invariants:
 //! - `len` is the number of blocks on the list;
 //! - every block on the list belongs to a live SuperSlab of the owning heap
-//!   and is counted in its slab's `cached`.
+//!   and is counted in its slab's `used` but not in the SuperSlab's `held`.
 
 use core::ptr;
 
@@ -58,6 +58,16 @@ impl Magazine {
         self.head = unsafe { (*b).next };
         self.len -= 1;
         Some(b)
+    }
+
+    /// Calls `f` on every cached block, newest first.
+    pub fn for_each(&self, mut f: impl FnMut(*mut Block)) {
+        let mut b = self.head;
+        while !b.is_null() {
+            f(b);
+            // SAFETY: blocks on the list are valid (invariant).
+            b = unsafe { (*b).next };
+        }
     }
 
     /// Detaches and returns the list of blocks after the first `keep`

@@ -9,14 +9,18 @@
 //! to the SuperSlab and may serve another class.
 //!
 //! Invariants (per assigned slab; checked by `check.rs`):
-//! - `held + cached + free_count == carved`, where `carved = (bump - start) / size`
-//!   and `held` counts blocks held by the application *or* pending in the
-//!   SuperSlab's remote list;
+//! - `used + free_count == carved`, where `carved = (bump - start) / size`
+//!   and `used` counts the blocks off the free list: held by the application,
+//!   pending in the SuperSlab's remote list, or cached in the owner's
+//!   magazine. (Magazine pushes and pops do not touch the slab at all; the
+//!   exact held counts live in the SuperSlab and the heap's per-class
+//!   counters.)
 //! - `start <= bump <= end`, `end - start == capacity * size`;
 //! - in its class's partial list iff `IN_PARTIAL` is set, which is iff it has
 //!   a free or uncarved block.
 
 use core::ptr;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// A free block, as seen through its first two words.
 #[repr(C)]
@@ -62,16 +66,16 @@ pub(crate) struct Slab {
     pub inv: u64,
     /// Offset of block 0 from the SuperSlab start.
     pub start: u32,
-    /// Offset of the first uncarved block.
-    pub bump: u32,
+    /// Offset of the first uncarved block. Written by the owner only;
+    /// atomic (relaxed) because remote frees read it to refuse uncarved
+    /// memory.
+    pub bump: AtomicU32,
     /// Offset just past the last block.
     pub end: u32,
     /// Block size.
     pub size: u32,
-    /// Blocks held by the application or pending remote collection.
-    pub held: u32,
-    /// Blocks sitting in the owner's magazine.
-    pub cached: u32,
+    /// Blocks off the free list (held, pending or cached).
+    pub used: u32,
     /// Blocks on `free`.
     pub free_count: u32,
     /// Size class, or [`NO_CLASS`].
@@ -94,11 +98,10 @@ impl Slab {
             prev: ptr::null_mut(),
             inv: 0,
             start: 0,
-            bump: 0,
+            bump: AtomicU32::new(0),
             end: 0,
             size: 0,
-            held: 0,
-            cached: 0,
+            used: 0,
             free_count: 0,
             class: NO_CLASS,
             span: 0,
@@ -110,7 +113,7 @@ impl Slab {
     /// Blocks carved so far.
     #[inline]
     pub fn carved(&self) -> u32 {
-        (self.bump - self.start) / self.size
+        (self.bump.load(Ordering::Relaxed) - self.start) / self.size
     }
 
     /// Index of the block at `off` (an offset from the SuperSlab start inside
@@ -125,7 +128,7 @@ impl Slab {
     /// Whether the slab has a free or uncarved block.
     #[inline(always)]
     pub fn has_room(&self) -> bool {
-        !self.free.is_null() || self.bump < self.end
+        !self.free.is_null() || self.bump.load(Ordering::Relaxed) < self.end
     }
 }
 

@@ -36,7 +36,7 @@ pub struct Stats {
     pub held_bytes: usize,
     /// Blocks cached in magazines.
     pub cached_blocks: usize,
-    /// Blocks freed by other threads and not yet collected.
+    /// Blocks (small and large) freed by other threads and not yet collected.
     pub pending_remote: usize,
     /// SuperSlabs mapped now (retained ones included).
     pub superslabs_mapped: usize,
@@ -46,7 +46,8 @@ pub struct Stats {
     pub superslabs_released: usize,
     /// Empty SuperSlabs kept mapped for reuse (the retain policy).
     pub superslabs_retained: usize,
-    /// Live large blocks.
+    /// Large blocks not yet unmapped (those freed remotely and not yet
+    /// collected included).
     pub large_count: usize,
     /// Requested bytes of live large blocks.
     pub large_bytes: usize,
