@@ -321,12 +321,12 @@ impl<P: PageSource> Heap<P> {
                     continue;
                 }
                 let mask = run_mask(first, span);
-                if (*ss).decommitted {
-                    // A decommitted SuperSlab may need its pages back first.
-                    if !self.recommit_body(ss) {
+                if (*ss).clean_units & mask != 0 {
+                    // Decommitted units may need their pages back first.
+                    if !self.recommit_units(ss, first, span) {
                         return None;
                     }
-                    (*ss).decommitted = false;
+                    (*ss).clean_units &= !mask;
                 }
                 let fresh = (*ss).fresh_units & mask == mask;
                 (*ss).free_units &= !mask;
@@ -705,65 +705,142 @@ impl<P: PageSource> Heap<P> {
         self.release_empty(0)
     }
 
-    /// Decommits the pages of every retained (empty) SuperSlab, keeping its
-    /// address range for reuse; a no-op where the source cannot decommit.
-    /// Returns the bytes decommitted.
-    pub fn decommit_retained(&mut self) -> usize {
+    /// Gives free memory's pages back to the page source while keeping the
+    /// address ranges: flushes the magazines (so slabs holding only cached
+    /// blocks empty out), resets every retained (empty) SuperSlab, and
+    /// decommits every free slab unit not already decommitted, in retained
+    /// and in-use SuperSlabs alike. A no-op where the source cannot
+    /// decommit. Returns the bytes decommitted.
+    pub fn decommit_free(&mut self) -> usize {
         if !P::CAN_DECOMMIT {
             return 0;
         }
+        self.flush();
         let mut bytes = 0;
         let mut ss = self.superslabs;
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.
             unsafe {
-                if (*ss).held == 0 && !(*ss).decommitted {
+                if (*ss).held == 0 && (*ss).free_units != self.geo.all_free_units() {
                     self.detach_superslab(ss);
-                    let decommitted = self.decommit_body(ss);
-                    // Only units wholly inside the decommitted body read as
-                    // zero again; the header's unit keeps whatever it had.
-                    let body_start = self.geo.superslab_size() - decommitted;
-                    let first = body_start.div_ceil(self.geo.unit_size());
-                    let first_clean = if decommitted == 0 {
-                        u64::MAX
-                    } else {
-                        first as u64
-                    };
-                    SuperSlab::reset(ss, &self.geo, first_clean);
-                    (*ss).decommitted = true;
-                    bytes += decommitted;
+                    SuperSlab::reset(ss, &self.geo);
                 }
+                bytes += self.decommit_units(ss);
                 ss = (*ss).next;
             }
         }
         bytes
     }
 
-    /// The page-aligned part of a SuperSlab after its header.
-    fn body(&self, ss: *mut SuperSlab) -> (NonNull<u8>, usize) {
+    /// Decommits the free, not yet clean units of `ss`, run by run.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab.
+    unsafe fn decommit_units(&mut self, ss: *mut SuperSlab) -> usize {
         let page = self.source.page_size();
-        let off = (self.geo.header_bytes as usize).next_multiple_of(page);
-        let len = self.geo.superslab_size().saturating_sub(off);
-        // SAFETY: `off` is inside the SuperSlab (or at its end, with len 0).
-        (
-            unsafe { NonNull::new_unchecked(ss.cast::<u8>().add(off)) },
-            len,
-        )
-    }
-
-    unsafe fn decommit_body(&mut self, ss: *mut SuperSlab) -> usize {
-        let (p, len) = self.body(ss);
-        if len != 0 {
-            // SAFETY: the body of an empty, reset SuperSlab holds nothing.
-            unsafe { self.source.decommit(p, len) };
+        let unit = self.geo.unit_size();
+        let header_end = (self.geo.header_bytes as usize).next_multiple_of(page);
+        let mut bytes = 0;
+        // SAFETY: per the caller.
+        unsafe {
+            let mut dirty = (*ss).free_units & !(*ss).clean_units;
+            while dirty != 0 {
+                let first = dirty.trailing_zeros();
+                let run = (dirty >> first).trailing_ones();
+                let mask = run_mask(first, run);
+                dirty &= !mask;
+                // Whole pages only (units may be smaller than a page).
+                let lo = (first as usize * unit)
+                    .max(header_end)
+                    .next_multiple_of(page);
+                let hi = ((first + run) as usize * unit) & !(page - 1);
+                if lo < hi {
+                    // SAFETY: free units hold no block, and no metadata
+                    // past the header.
+                    self.source
+                        .decommit(NonNull::new_unchecked(ss.cast::<u8>().add(lo)), hi - lo);
+                    bytes += hi - lo;
+                    // Units wholly decommitted read as zero again.
+                    for u in first..first + run {
+                        if u as usize * unit >= lo && (u as usize + 1) * unit <= hi {
+                            (*ss).fresh_units |= 1u64 << u;
+                        }
+                    }
+                }
+                (*ss).clean_units |= mask;
+            }
         }
-        len
+        bytes
     }
 
-    unsafe fn recommit_body(&mut self, ss: *mut SuperSlab) -> bool {
-        let (p, len) = self.body(ss);
-        // SAFETY: the body lies inside the live SuperSlab.
-        len == 0 || unsafe { self.source.recommit(p, len) }
+    /// SuperSlabs with free memory still committed: free units not yet
+    /// decommitted, or an empty SuperSlab's slabs. What
+    /// [`decommit_free`](Self::decommit_free) would give back.
+    pub fn committed_free(&self) -> usize {
+        let all = self.geo.all_free_units();
+        let mut n = 0;
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs.
+            unsafe {
+                if (*ss).free_units & !(*ss).clean_units != 0
+                    || ((*ss).held == 0 && (*ss).free_units != all)
+                {
+                    n += 1;
+                }
+                ss = (*ss).next;
+            }
+        }
+        n
+    }
+
+    /// Whether other threads freed blocks (small or large) into this heap
+    /// that [`collect`](Self::collect) has not taken yet. Reads one atomic per
+    /// SuperSlab and large block.
+    pub fn has_pending(&self) -> bool {
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs.
+            unsafe {
+                if (*ss).remote_count.load(Ordering::Relaxed) != 0 {
+                    return true;
+                }
+                ss = (*ss).next;
+            }
+        }
+        let mut h = self.large;
+        while !h.is_null() {
+            // SAFETY: list members are live large block headers.
+            unsafe {
+                if (*h).state.load(Ordering::Relaxed) != LARGE_LIVE {
+                    return true;
+                }
+                h = (*h).next;
+            }
+        }
+        false
+    }
+
+    /// Recommits units `first .. first + span` of `ss` (past its header).
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab and the units are free.
+    unsafe fn recommit_units(&mut self, ss: *mut SuperSlab, first: u32, span: u32) -> bool {
+        let page = self.source.page_size();
+        let unit = self.geo.unit_size();
+        let header_end = (self.geo.header_bytes as usize).next_multiple_of(page);
+        let lo = (first as usize * unit)
+            .max(header_end)
+            .next_multiple_of(page);
+        let hi = ((first + span) as usize * unit) & !(page - 1);
+        if lo >= hi {
+            return true;
+        }
+        // SAFETY: the range lies inside the live SuperSlab, past its header.
+        unsafe {
+            self.source
+                .recommit(NonNull::new_unchecked(ss.cast::<u8>().add(lo)), hi - lo)
+        }
     }
 
     // ----- queries --------------------------------------------------------

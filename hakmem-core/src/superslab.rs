@@ -52,8 +52,9 @@ pub(crate) struct SuperSlab {
     pub fresh_units: u64,
     /// Classes that may have slabs here (used to evict cached blocks).
     pub class_mask: u128,
-    /// The body was decommitted and has not been recommitted since.
-    pub decommitted: bool,
+    /// Free units whose pages (past the header) are decommitted; cleared
+    /// when a unit is given to a slab.
+    pub clean_units: u64,
     /// Heap's SuperSlab list.
     pub next: *mut SuperSlab,
     /// Heap's SuperSlab list.
@@ -108,7 +109,7 @@ impl SuperSlab {
                 free_units: geo.all_free_units(),
                 fresh_units: if fresh { geo.all_free_units() } else { 0 },
                 class_mask: 0,
-                decommitted: false,
+                clean_units: if fresh { geo.all_free_units() } else { 0 },
                 next: core::ptr::null_mut(),
                 prev: core::ptr::null_mut(),
             });
@@ -125,22 +126,16 @@ impl SuperSlab {
         ss
     }
 
-    /// Resets a header to all-units-free without touching the slab memory;
-    /// units from index `first_fresh` on are marked never written (they
-    /// were just decommitted).
+    /// Resets a header to all-units-free without touching the slab memory.
+    /// Units that served slabs are neither fresh nor clean (those marks are
+    /// cleared when a unit is given to a slab), so they keep telling the truth.
     ///
     /// # Safety
     /// `ss` is a live SuperSlab with no held block and no slab in any list.
-    pub unsafe fn reset(ss: *mut SuperSlab, geo: &Geometry, first_fresh: u64) {
-        let fresh = if first_fresh >= 64 {
-            0
-        } else {
-            u64::MAX << first_fresh
-        };
+    pub unsafe fn reset(ss: *mut SuperSlab, geo: &Geometry) {
         // SAFETY: per the caller `ss` is live and exclusively ours.
         unsafe {
             (*ss).free_units = geo.all_free_units();
-            (*ss).fresh_units = geo.all_free_units() & fresh;
             (*ss).class_mask = 0;
             for u in 0..geo.units {
                 Self::slab(ss, u as usize).write(Slab::unassigned(u));

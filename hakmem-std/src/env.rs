@@ -1,0 +1,141 @@
+//! Configuration: [`Config`] and the `HAKMEM_*` environment variables.
+//!
+//! The variables are read once, at the first allocation, from
+//! `/proc/self/environ` into a buffer on the stack: reading them must not
+//! allocate, since hakmem may be the allocator serving that very call. (So
+//! a variable set by the program itself after it started is not seen.)
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HAKMEM_RETAIN` | 1 | empty SuperSlabs each heap keeps mapped for reuse |
+//! | `HAKMEM_PURGE_DELAY_MS` | 500 | how long retained memory stays committed, and how often the background thread collects remote frees; 0 decommits at once |
+//! | `HAKMEM_MAGAZINE` | 64 | blocks cached per size class per thread; 0 disables |
+//! | `HAKMEM_BACKGROUND` | 1 | run the background thread that returns memory of idle and dead threads |
+//! | `HAKMEM_SHOW_STATS` | 0 | print the stats table to stderr at exit |
+//! | `HAKMEM_VERBOSE` | 0 | print the configuration and background events to stderr |
+
+use hakmem_core::Config as CoreConfig;
+
+/// How a hakmem-std allocator behaves. Every field has a documented default
+/// ([`Config::DEFAULT`]); the `HAKMEM_*` variables override the fields set
+/// in code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The core's configuration for every thread heap (SuperSlab size,
+    /// retain count, magazine capacity).
+    pub core: CoreConfig,
+    /// Milliseconds an empty retained SuperSlab stays committed before the
+    /// background thread decommits it; also the period at which it collects
+    /// remote frees of idle threads. Default 500.
+    pub purge_delay_ms: u64,
+    /// Run the background thread (default true). Without it, memory freed
+    /// while its owner thread is idle goes back only when that thread calls
+    /// hakmem again, or when [`trim`](crate::trim) is called.
+    pub background: bool,
+    /// Print the stats table to stderr at exit (default false).
+    pub show_stats: bool,
+    /// Print the configuration and background events to stderr (default false).
+    pub verbose: bool,
+}
+
+impl Config {
+    /// The defaults: core defaults, 500 ms purge delay, background thread on.
+    pub const DEFAULT: Config = Config {
+        core: CoreConfig::DEFAULT,
+        purge_delay_ms: 500,
+        background: true,
+        show_stats: false,
+        verbose: false,
+    };
+
+    /// This configuration with the `HAKMEM_*` variables applied.
+    pub fn with_env(mut self) -> Config {
+        for_each_var(|name, value| {
+            let num = parse_u64(value);
+            match (name, num) {
+                (b"RETAIN", Some(n)) => self.core.retain = n as usize,
+                (b"PURGE_DELAY_MS", Some(n)) => self.purge_delay_ms = n,
+                (b"MAGAZINE", Some(n)) => self.core.magazine_capacity = n.min(1 << 16) as u32,
+                (b"BACKGROUND", Some(n)) => self.background = n != 0,
+                (b"SHOW_STATS", Some(n)) => self.show_stats = n != 0,
+                (b"VERBOSE", Some(n)) => self.verbose = n != 0,
+                _ => {}
+            }
+        });
+        self
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::DEFAULT
+    }
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (c - b'0') as u64;
+    }
+    Some(n)
+}
+
+/// Calls `f(name_without_prefix, value)` for each `HAKMEM_*` variable whose
+/// entry fits in 128 bytes, reading `/proc/self/environ` without allocating.
+fn for_each_var(mut f: impl FnMut(&[u8], &[u8])) {
+    const PREFIX: &[u8] = b"HAKMEM_";
+    let Ok(fd) = rustix::fs::open(
+        "/proc/self/environ",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    let mut entry = [0u8; 128];
+    let mut len = 0usize; // bytes of the current entry kept in `entry`
+    let mut overflow = false;
+    loop {
+        let n = match rustix::io::read(&fd, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &c in &buf[..n] {
+            if c == 0 {
+                let e = &entry[..len];
+                if !overflow && e.starts_with(PREFIX) {
+                    if let Some(eq) = e.iter().position(|&b| b == b'=') {
+                        f(&e[PREFIX.len()..eq], &e[eq + 1..]);
+                    }
+                }
+                len = 0;
+                overflow = false;
+            } else if len < entry.len() {
+                entry[len] = c;
+                len += 1;
+            } else {
+                overflow = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_numbers() {
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"500"), Some(500));
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"5x"), None);
+        assert_eq!(parse_u64(b"-1"), None);
+    }
+}

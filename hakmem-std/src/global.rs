@@ -1,0 +1,244 @@
+//! `HakMem`, the `#[global_allocator]`, and the per-thread heap lookup.
+//!
+//! alloc = `HakMem::alloc` → `with_heap`: the thread's slot from a
+//! const-initialised thread-local (no lazy init, no destructor, so it stays
+//! readable during and after thread-local destruction) → `Slot::enter` →
+//! `Heap::alloc` → `Slot::leave`. First call on a thread: `attach` (global
+//! set-up on the very first call, then a slot; the exit guard is registered
+//! only once the slot is in place, so an allocation made by that
+//! registration is served normally). After the thread's exit guard ran, the
+//! shared heap serves it under a spin lock. A free of a block owned by
+//! another heap goes to that heap's remote list (core `Heap::dealloc`).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use hakmem_core::FreeError;
+
+use crate::env::Config;
+use crate::heaps::{self, Slot, StdHeap, ABANDONED, CLAIMED, FREE, OWNED};
+use crate::linux::LinuxPages;
+
+/// Marks a thread whose heap was already handed back.
+const DEAD: usize = 1;
+
+thread_local! {
+    static CURRENT: Cell<*const Slot> = const { Cell::new(ptr::null()) };
+    static EXIT: ExitGuard = const { ExitGuard };
+}
+
+/// Its destructor hands the thread's heap back at thread exit.
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        thread_exit();
+    }
+}
+
+/// Process-wide state, set up at the first allocation.
+pub(crate) struct Global {
+    pub pages: LinuxPages,
+    pub cfg: Config,
+    /// Guards the shared heap, which serves threads whose own heap is gone.
+    pub shared_lock: spin::Mutex<()>,
+}
+
+static GLOBAL: spin::Once<Global> = spin::Once::new();
+static BACKGROUND_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The process-wide state, if any allocation happened yet.
+pub(crate) fn global() -> Option<&'static Global> {
+    GLOBAL.get()
+}
+
+fn init(cfg: Config) -> Option<&'static Global> {
+    let g = GLOBAL.try_call_once(|| {
+        let cfg = cfg.with_env();
+        let geometry = cfg.core.geometry().map_err(|_| ())?;
+        Ok::<Global, ()>(Global {
+            pages: LinuxPages::new(geometry.superslab_shift as u32),
+            cfg,
+            shared_lock: spin::Mutex::new(()),
+        })
+    });
+    g.ok()
+}
+
+/// The shared heap's slot, made on first use.
+fn shared_slot(g: &'static Global) -> Option<&'static Slot> {
+    static SHARED: spin::Once<Option<&'static Slot>> = spin::Once::new();
+    *SHARED.call_once(|| heaps::acquire(&g.pages, g.cfg.core, CLAIMED))
+}
+
+/// The allocator. Use it as
+/// `#[global_allocator] static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();`
+pub struct HakMem {
+    cfg: Config,
+}
+
+impl HakMem {
+    /// An allocator with the default [`Config`] (the `HAKMEM_*` variables
+    /// still apply).
+    pub const fn new() -> HakMem {
+        HakMem {
+            cfg: Config::DEFAULT,
+        }
+    }
+
+    /// An allocator with the given configuration (the `HAKMEM_*` variables
+    /// override it). Only the first `HakMem` to allocate in a process sets
+    /// the process-wide configuration.
+    pub const fn with_config(cfg: Config) -> HakMem {
+        HakMem { cfg }
+    }
+}
+
+impl Default for HakMem {
+    fn default() -> Self {
+        HakMem::new()
+    }
+}
+
+/// Runs `f` on the calling thread's heap (or the shared heap).
+#[inline(always)]
+fn with_heap<R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
+    let slot = CURRENT.with(|c| c.get());
+    if slot as usize > DEAD {
+        // SAFETY: a slot pointer in CURRENT is this thread's owned slot;
+        // slots are never freed.
+        let s = unsafe { &*slot };
+        s.enter();
+        // SAFETY: between enter and leave the owner has the heap.
+        let r = f(unsafe { s.heap() });
+        s.leave();
+        return r;
+    }
+    with_heap_slow(cfg, f, fail)
+}
+
+#[cold]
+fn with_heap_slow<R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
+    let slot = CURRENT.with(|c| c.get());
+    let Some(g) = init(*cfg) else { return fail };
+    if slot.is_null() {
+        if let Some(s) = heaps::acquire(&g.pages, g.cfg.core, OWNED) {
+            CURRENT.with(|c| c.set(s));
+            // Register the exit guard now that allocations work on this
+            // thread (registration may allocate).
+            EXIT.with(|_| {});
+            s.enter();
+            // SAFETY: we own the slot.
+            let r = f(unsafe { s.heap() });
+            s.leave();
+            maybe_start_background(g);
+            return r;
+        }
+    }
+    // No heap of our own: the thread is exiting, or no slot could be had.
+    let Some(shared) = shared_slot(g) else {
+        return fail;
+    };
+    let _lock = g.shared_lock.lock();
+    // SAFETY: the shared slot is only used under `shared_lock`.
+    f(unsafe { shared.heap() })
+}
+
+fn maybe_start_background(g: &'static Global) {
+    if g.cfg.background && !BACKGROUND_STARTED.swap(true, Ordering::AcqRel) {
+        crate::purge::start(g);
+    }
+}
+
+/// Hands the thread's heap back: flushed, trimmed, then free for reuse if
+/// it holds nothing, else abandoned for another thread (or the background
+/// thread) to adopt.
+fn thread_exit() {
+    let slot = CURRENT.with(|c| c.replace(DEAD as *const Slot));
+    if slot as usize <= DEAD {
+        return;
+    }
+    // SAFETY: our own slot.
+    let s = unsafe { &*slot };
+    s.enter();
+    // SAFETY: we own the slot.
+    let heap = unsafe { s.heap() };
+    heap.trim();
+    let empty = heap.stats().mapped_bytes == 0;
+    s.state
+        .store(if empty { FREE } else { ABANDONED }, Ordering::Release);
+    s.leave();
+}
+
+/// Reports an invalid free and aborts, without allocating.
+#[cold]
+#[inline(never)]
+pub(crate) fn invalid_free(e: FreeError) -> ! {
+    crate::stats::write_stderr(format_args!("{e}\n"));
+    std::process::abort()
+}
+
+// SAFETY: every method returns memory from a hakmem heap honouring the
+// layout (size and alignment), or null; dealloc/realloc accept exactly the
+// pointers hakmem returned, from any thread; nothing here unwinds.
+unsafe impl GlobalAlloc for HakMem {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        with_heap(
+            &self.cfg,
+            |h| h.alloc(layout.size(), layout.align()),
+            ptr::null_mut(),
+        )
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        with_heap(
+            &self.cfg,
+            |h| h.alloc_zeroed(layout.size(), layout.align()),
+            ptr::null_mut(),
+        )
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours.
+        let r = with_heap(&self.cfg, |h| unsafe { h.dealloc(ptr) }, Ok(()));
+        if let Err(e) = r {
+            invalid_free(e);
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours.
+        let r = with_heap(
+            &self.cfg,
+            |h| unsafe { h.realloc(ptr, new_size, layout.align()) },
+            Ok(ptr::null_mut()),
+        );
+        match r {
+            Ok(p) => p,
+            Err(e) => invalid_free(e),
+        }
+    }
+}
+
+/// Runs `f` on the calling thread's own heap (making it if needed), or the
+/// shared heap.
+pub(crate) fn with_current_heap<R>(f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
+    with_heap(&Config::DEFAULT, f, fail)
+}
+
+/// Whether `s` is the calling thread's own slot.
+pub(crate) fn is_current(s: &Slot) -> bool {
+    CURRENT.with(|c| ptr::eq(c.get(), s))
+}
+
+/// The shared heap's slot and its lock, if set up.
+pub(crate) fn shared() -> Option<(&'static Slot, &'static spin::Mutex<()>)> {
+    let g = global()?;
+    Some((shared_slot(g)?, &g.shared_lock))
+}

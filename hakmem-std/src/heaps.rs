@@ -1,0 +1,298 @@
+//! Thread heaps: the slots that hold them, the registry of all slots, and
+//! the owner/visitor protocol that lets the background thread work on an
+//! idle thread's heap while that thread's fast paths stay free of locks and
+//! atomic read-modify-writes.
+//!
+//! A [`Slot`] holds one core `Heap` for its whole life; slots live in
+//! chunks mapped directly with mmap (never through an allocator) and are
+//! never unmapped, so a pointer to one stays valid. A thread takes a slot at
+//! its first allocation — an abandoned one first (a dead thread's heap, whose
+//! blocks it then serves), else a free one, else a new one — and gives it
+//! back at exit.
+//!
+//! **The protocol.** The owner brackets every heap operation with plain
+//! stores to `busy` (`enter` / `leave`) and one load of `want`. A visitor
+//! (the background thread, `stats()`) takes the slot's `visit` lock, sets
+//! `want`, and issues `membarrier(PRIVATE_EXPEDITED)`, which runs a full
+//! fence on every thread of the process: after it, either the owner's
+//! `busy = true` is visible to the visitor, or the owner's next load of
+//! `want` sees `true` and the owner waits in `enter_slow`. A visitor that
+//! finds `busy` set skips the heap (or waits, for stats). Where membarrier is
+//! unavailable, visitors leave owned heaps alone.
+//!
+//! Invariants:
+//! - a slot's heap is touched only by its owner between `enter` and
+//!   `leave`, or by a visitor holding `visit` with `want` set and `busy`
+//!   seen clear after the membarrier, or by whoever moved `state` away from
+//!   `ABANDONED` by compare-and-swap;
+//! - slots are never freed; the registry only grows.
+
+use core::cell::UnsafeCell;
+use core::mem::{size_of, MaybeUninit};
+use core::ptr;
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU8, Ordering};
+
+use hakmem_core::Heap;
+
+use crate::linux::LinuxPages;
+
+/// The heap type of this backend.
+pub(crate) type StdHeap = Heap<&'static LinuxPages>;
+
+/// Slot states.
+pub(crate) const FREE: u8 = 0;
+/// Owned by a live thread.
+pub(crate) const OWNED: u8 = 1;
+/// Its thread exited while blocks were still held.
+pub(crate) const ABANDONED: u8 = 2;
+/// Taken by a visitor from `ABANDONED`, or the shared heap.
+pub(crate) const CLAIMED: u8 = 3;
+
+/// One heap and its protocol flags.
+#[repr(C, align(64))]
+pub(crate) struct Slot {
+    /// The owner is inside a heap operation.
+    pub busy: AtomicBool,
+    /// A visitor wants the heap.
+    pub want: AtomicBool,
+    /// `FREE`, `OWNED`, `ABANDONED`, `CLAIMED`.
+    pub state: AtomicU8,
+    /// Background thread's note: retained memory was seen on the last pass.
+    pub armed: AtomicBool,
+    /// Serialises visitors.
+    pub visit: spin::Mutex<()>,
+    /// Next slot in the registry.
+    pub next: AtomicPtr<Slot>,
+    /// The heap, initialised when the slot is first taken.
+    heap: UnsafeCell<MaybeUninit<StdHeap>>,
+    initialised: AtomicBool,
+}
+
+// SAFETY: the heap inside is only reached under the protocol above.
+unsafe impl Sync for Slot {}
+
+/// Head of the registry of every slot ever made.
+static REGISTRY: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
+
+/// Slots per mapped chunk.
+const SLOTS_PER_CHUNK: usize = 16;
+
+impl Slot {
+    /// The heap. Callers hold the right to it per the protocol.
+    ///
+    /// # Safety
+    /// The caller owns or has claimed the slot, and the heap is initialised.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn heap(&self) -> &mut StdHeap {
+        // SAFETY: per the caller.
+        unsafe { (*self.heap.get()).assume_init_mut() }
+    }
+
+    /// Starts an owner operation.
+    #[inline(always)]
+    pub fn enter(&self) {
+        self.busy.store(true, Ordering::Relaxed);
+        // Visitors make this ordering real with membarrier (module doc).
+        compiler_fence(Ordering::SeqCst);
+        if self.want.load(Ordering::Acquire) {
+            self.enter_slow();
+        }
+    }
+
+    #[cold]
+    fn enter_slow(&self) {
+        loop {
+            self.busy.store(false, Ordering::Release);
+            while self.want.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            self.busy.store(true, Ordering::Relaxed);
+            core::sync::atomic::fence(Ordering::SeqCst);
+            if !self.want.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    /// Ends an owner operation.
+    #[inline(always)]
+    pub fn leave(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+
+    /// Initialises the heap of a never-used slot.
+    fn init_heap(&self, pages: &'static LinuxPages, cfg: hakmem_core::Config) -> bool {
+        if self.initialised.load(Ordering::Acquire) {
+            return true;
+        }
+        match Heap::new(pages, cfg) {
+            Ok(h) => {
+                // SAFETY: the slot is exclusively ours (just taken) and empty.
+                unsafe { (*self.heap.get()).write(h) };
+                self.initialised.store(true, Ordering::Release);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether the heap was ever initialised.
+    pub fn is_initialised(&self) -> bool {
+        self.initialised.load(Ordering::Acquire)
+    }
+}
+
+/// Every slot ever made, newest first.
+pub(crate) fn registry() -> impl Iterator<Item = &'static Slot> {
+    let mut p = REGISTRY.load(Ordering::Acquire);
+    core::iter::from_fn(move || {
+        // SAFETY: registry slots are never freed.
+        let s = unsafe { p.as_ref()? };
+        p = s.next.load(Ordering::Acquire);
+        Some(s)
+    })
+}
+
+/// Takes a slot for a thread (or the shared heap): an abandoned one, else a
+/// free one, else a new one. Returns it in state `want_state`, its heap
+/// initialised. `None` when memory for a new slot cannot be had.
+pub(crate) fn acquire(
+    pages: &'static LinuxPages,
+    cfg: hakmem_core::Config,
+    want_state: u8,
+) -> Option<&'static Slot> {
+    for from in [ABANDONED, FREE] {
+        for s in registry() {
+            if s.state
+                .compare_exchange(from, want_state, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                if s.init_heap(pages, cfg) {
+                    return Some(s);
+                }
+                s.state.store(FREE, Ordering::Release);
+                return None;
+            }
+        }
+    }
+    let s = new_chunk()?;
+    // `new_chunk` hands back its first slot already in state CLAIMED.
+    s.state.store(want_state, Ordering::Release);
+    if s.init_heap(pages, cfg) {
+        Some(s)
+    } else {
+        s.state.store(FREE, Ordering::Release);
+        None
+    }
+}
+
+/// Maps a chunk of slots, links them into the registry (all `FREE` but the
+/// first, which is returned `CLAIMED`).
+fn new_chunk() -> Option<&'static Slot> {
+    let bytes = (SLOTS_PER_CHUNK * size_of::<Slot>()).next_multiple_of(4096);
+    let base = LinuxPages::raw_map(bytes)?.cast::<Slot>();
+    for i in 0..SLOTS_PER_CHUNK {
+        // SAFETY: `base` is a fresh mapping of `bytes` bytes, aligned to a
+        // page (beyond the slot's 64-byte alignment), holding these slots.
+        unsafe {
+            let s = base.add(i);
+            s.write(Slot {
+                busy: AtomicBool::new(false),
+                want: AtomicBool::new(false),
+                state: AtomicU8::new(if i == 0 { CLAIMED } else { FREE }),
+                armed: AtomicBool::new(false),
+                visit: spin::Mutex::new(()),
+                next: AtomicPtr::new(ptr::null_mut()),
+                heap: UnsafeCell::new(MaybeUninit::uninit()),
+                initialised: AtomicBool::new(false),
+            });
+        }
+    }
+    // Link the chunk's slots (last first, so the head ends at slot 0).
+    for i in (0..SLOTS_PER_CHUNK).rev() {
+        // SAFETY: as above; slots are initialised and never freed.
+        let s = unsafe { &*base.add(i) };
+        let mut head = REGISTRY.load(Ordering::Acquire);
+        loop {
+            s.next.store(head, Ordering::Relaxed);
+            match REGISTRY.compare_exchange_weak(
+                head,
+                base.wrapping_add(i),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+    }
+    // SAFETY: as above.
+    Some(unsafe { &*base })
+}
+
+/// Whether membarrier-based visits of owned heaps are possible.
+static MEMBARRIER: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 yes, 2 no
+
+/// Registers for expedited membarrier once; whether it is available.
+pub(crate) fn membarrier_ready() -> bool {
+    match MEMBARRIER.load(Ordering::Acquire) {
+        1 => true,
+        2 => false,
+        _ => {
+            use rustix::thread::{membarrier, MembarrierCommand};
+            let ok = membarrier(MembarrierCommand::RegisterPrivateExpedited).is_ok();
+            MEMBARRIER.store(if ok { 1 } else { 2 }, Ordering::Release);
+            ok
+        }
+    }
+}
+
+/// Issues the process-wide barrier of the protocol.
+fn barrier() -> bool {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    membarrier_ready() && membarrier(MembarrierCommand::PrivateExpedited).is_ok()
+}
+
+/// Runs `f` on the heap of an owned slot while its owner is outside
+/// hakmem. With `wait`, waits for the owner to leave; without, gives up if
+/// the owner is inside. `None` when the heap could not be had.
+pub(crate) fn visit_owned<R>(s: &Slot, wait: bool, f: impl FnOnce(&mut StdHeap) -> R) -> Option<R> {
+    if !s.is_initialised() {
+        return None;
+    }
+    let _guard = s.visit.lock();
+    s.want.store(true, Ordering::SeqCst);
+    if !barrier() {
+        s.want.store(false, Ordering::Release);
+        return None;
+    }
+    while s.busy.load(Ordering::Acquire) {
+        if !wait {
+            s.want.store(false, Ordering::Release);
+            return None;
+        }
+        std::thread::yield_now();
+    }
+    // SAFETY: the protocol gives us the heap: the owner is outside and will
+    // wait for `want` to clear before entering.
+    let r = f(unsafe { s.heap() });
+    s.want.store(false, Ordering::Release);
+    Some(r)
+}
+
+/// Runs `f` on an abandoned slot's heap, claiming it for the duration.
+/// Returns what `f` returned and whether the slot was claimed.
+pub(crate) fn visit_abandoned<R>(s: &Slot, f: impl FnOnce(&mut StdHeap) -> (R, bool)) -> Option<R> {
+    if s.state
+        .compare_exchange(ABANDONED, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return None;
+    }
+    // SAFETY: the CAS made the heap ours; an abandoned slot's heap is initialised.
+    let (r, emptied) = f(unsafe { s.heap() });
+    s.state
+        .store(if emptied { FREE } else { ABANDONED }, Ordering::Release);
+    Some(r)
+}

@@ -1,0 +1,54 @@
+//! # hakmem-std
+//!
+//! hakmem for Linux programs: a `#[global_allocator]` with a heap per
+//! thread, whose freed memory goes back to the system without being asked.
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
+//! ```
+//!
+//! - [`LinuxPages`] maps SuperSlabs with anonymous `mmap` (via rustix; the
+//!   C allocator is never called) and decommits with `MADV_DONTNEED`.
+//! - Each thread has its own core `Heap`; its fast paths take no lock and
+//!   no atomic read-modify-write. Frees of other threads' blocks go to their
+//!   SuperSlabs' lock-free remote lists.
+//! - At thread exit the heap is flushed and trimmed; if blocks are still
+//!   held (by other threads) it is abandoned, and the next new thread adopts
+//!   it, while the background thread returns what becomes empty meanwhile.
+//! - The optional background thread ([`Config::background`]) collects remote
+//!   frees of idle threads and decommits retained memory after
+//!   [`Config::purge_delay_ms`], so RSS comes back after a free-all whoever
+//!   freed and whether or not the owner ever calls again.
+//!
+//! Options are in [`Config`] and the `HAKMEM_*` environment variables (see
+//! the README); [`stats`] gives exact process-wide figures.
+#![deny(missing_docs)]
+
+mod env;
+mod global;
+mod heaps;
+mod linux;
+mod purge;
+mod stats;
+
+pub use env::Config;
+pub use global::HakMem;
+pub use hakmem_core::{Config as CoreConfig, Stats};
+pub use linux::LinuxPages;
+pub use stats::{stats, thread_stats, GlobalStats};
+
+/// Returns now what the background thread would return later: the calling
+/// thread's empty SuperSlabs (retained ones included) and cached blocks,
+/// frees other threads made into its heap, and the memory of dead threads'
+/// heaps. Returns the number of SuperSlabs released.
+pub fn trim() -> usize {
+    let own = global::with_current_heap(|h| h.trim(), 0);
+    own + purge::pass(true).released
+}
+
+/// The configuration in force (after the environment), if any allocation
+/// happened yet.
+pub fn config() -> Option<Config> {
+    global::global().map(|g| g.cfg)
+}

@@ -1,0 +1,190 @@
+//! `LinuxPages`: the Linux page source, and the only user of `rustix::mm`.
+//!
+//! Regions are anonymous private mappings. An alignment beyond the page size
+//! is obtained by over-mapping `size + align - page` bytes and unmapping the
+//! misaligned head and the tail. Decommit is `madvise(MADV_DONTNEED)`: the
+//! pages go back at once and read as zero afterwards (`MADV_FREE` would keep
+//! RSS inflated until the kernel feels memory pressure).
+//!
+//! `contains` is answered by a bitmap with one bit per granule (the
+//! SuperSlab size) of the 48-bit address space, itself an anonymous
+//! `MAP_NORESERVE` mapping of 16 MiB (at 2 MiB granules) of which only the
+//! pages covering used addresses are ever touched. Every region hakmem maps
+//! starts on a granule boundary, so the granule of any address inside a
+//! region starts inside that region, and a set bit means "the start of this
+//! granule is mapped".
+//!
+//! Invariants:
+//! - bit `g` is set iff granule `g`'s first byte lies in a live region;
+//! - no path calls the C allocator.
+
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use hakmem_core::PageSource;
+use rustix::mm::{madvise, mmap_anonymous, munmap, Advice, MapFlags, ProtFlags};
+
+const PAGE: usize = 4096;
+const ADDRESS_BITS: u32 = 48;
+
+/// The Linux page source (anonymous mmap).
+pub struct LinuxPages {
+    granule_shift: u32,
+    /// The `contains` bitmap, mapped on first use.
+    bitmap: AtomicPtr<AtomicUsize>,
+    mapped: AtomicUsize,
+}
+
+impl LinuxPages {
+    /// A page source whose `contains` works at `granule_shift` (the
+    /// SuperSlab size of the heaps using it: every region starts on such a
+    /// boundary).
+    pub const fn new(granule_shift: u32) -> LinuxPages {
+        LinuxPages {
+            granule_shift,
+            bitmap: AtomicPtr::new(ptr::null_mut()),
+            mapped: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes currently mapped through this source.
+    pub fn mapped_bytes(&self) -> usize {
+        self.mapped.load(Ordering::Relaxed)
+    }
+
+    fn bitmap(&self) -> Option<*mut AtomicUsize> {
+        let b = self.bitmap.load(Ordering::Acquire);
+        if !b.is_null() {
+            return Some(b);
+        }
+        let bytes = self.bitmap_bytes();
+        // SAFETY: a fresh anonymous mapping aliases nothing.
+        let p = unsafe {
+            mmap_anonymous(
+                ptr::null_mut(),
+                bytes,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .ok()?
+        .cast::<AtomicUsize>();
+        match self
+            .bitmap
+            .compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Some(p),
+            Err(winner) => {
+                // SAFETY: our mapping was never published.
+                unsafe { munmap(p.cast(), bytes).ok() };
+                Some(winner)
+            }
+        }
+    }
+
+    fn bitmap_bytes(&self) -> usize {
+        let granules = 1usize << (ADDRESS_BITS - self.granule_shift);
+        (granules / 8).max(PAGE)
+    }
+
+    /// Sets or clears the bits of the granules starting inside `[start, start + len)`.
+    fn mark(&self, start: usize, len: usize, set: bool) {
+        let Some(bits) = self.bitmap() else { return };
+        let g0 = start >> self.granule_shift;
+        let g1 = (start + len - 1) >> self.granule_shift;
+        let word_bits = usize::BITS as usize;
+        for g in g0..=g1 {
+            // SAFETY: `g` is below 2^(48 - shift) because mapped addresses
+            // are below 2^48 (checked in `map`), so the word is in the bitmap.
+            let w = unsafe { &*bits.add(g / word_bits) };
+            let bit = 1usize << (g % word_bits);
+            if set {
+                w.fetch_or(bit, Ordering::Release);
+            } else {
+                w.fetch_and(!bit, Ordering::Release);
+            }
+        }
+    }
+
+    pub(crate) fn raw_map(len: usize) -> Option<*mut u8> {
+        // SAFETY: a fresh anonymous mapping aliases nothing.
+        unsafe {
+            mmap_anonymous(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        }
+        .ok()
+        .map(|p| p.cast())
+    }
+}
+
+// SAFETY: regions come from mmap (zeroed, page-aligned, disjoint); the
+// alignment is produced by trimming; `contains` reflects exactly the live
+// granules (module invariants); all state is atomic, and nothing here calls
+// back into an allocator.
+unsafe impl PageSource for LinuxPages {
+    const MAPS_ZEROED: bool = true;
+    const CAN_DECOMMIT: bool = true;
+
+    fn page_size(&self) -> usize {
+        PAGE
+    }
+
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        debug_assert!(size % PAGE == 0 && align.is_power_of_two());
+        let align = align.max(PAGE);
+        let over = size.checked_add(align - PAGE)?;
+        let raw = Self::raw_map(over)? as usize;
+        let start = (raw + align - 1) & !(align - 1);
+        let head = start - raw;
+        let tail = over - head - size;
+        // SAFETY: the head and tail are parts of our fresh mapping that
+        // nothing uses.
+        unsafe {
+            if head != 0 {
+                munmap(raw as *mut _, head).ok();
+            }
+            if tail != 0 {
+                munmap((start + size) as *mut _, tail).ok();
+            }
+        }
+        if start + size > 1usize << ADDRESS_BITS || self.bitmap().is_none() {
+            // SAFETY: the region is ours and unused.
+            unsafe { munmap(start as *mut _, size).ok() };
+            return None;
+        }
+        self.mark(start, size, true);
+        self.mapped.fetch_add(size, Ordering::Relaxed);
+        NonNull::new(start as *mut u8)
+    }
+
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        self.mark(ptr.as_ptr() as usize, size, false);
+        self.mapped.fetch_sub(size, Ordering::Relaxed);
+        // SAFETY: per the contract, the region is ours and unused.
+        unsafe { munmap(ptr.as_ptr().cast(), size).ok() };
+    }
+
+    unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the contract, nobody relies on these bytes.
+        unsafe { madvise(ptr.as_ptr().cast(), size, Advice::LinuxDontNeed).ok() };
+    }
+
+    fn contains(&self, addr: usize) -> bool {
+        if addr >= 1usize << ADDRESS_BITS {
+            return false;
+        }
+        let bits = self.bitmap.load(Ordering::Acquire);
+        if bits.is_null() {
+            return false;
+        }
+        let g = addr >> self.granule_shift;
+        let word_bits = usize::BITS as usize;
+        // SAFETY: `g < 2^(48 - shift)`, inside the bitmap.
+        let w = unsafe { &*bits.add(g / word_bits) };
+        w.load(Ordering::Acquire) & (1usize << (g % word_bits)) != 0
+    }
+}

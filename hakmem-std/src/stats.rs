@@ -1,0 +1,142 @@
+//! Process-wide statistics, the stats table at exit, and stderr output that
+//! does not allocate.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::Ordering;
+
+use hakmem_core::Stats;
+
+use crate::global;
+use crate::heaps::{self, ABANDONED, CLAIMED, OWNED};
+
+/// Exact figures for the whole process.
+#[derive(Clone, Copy, Debug)]
+pub struct GlobalStats {
+    /// The sum over every heap that could be read (see `unread_heaps`).
+    pub process: Stats,
+    /// Heaps owned by live threads.
+    pub thread_heaps: usize,
+    /// Heaps of exited threads still holding blocks other threads use.
+    pub abandoned_heaps: usize,
+    /// Live threads' heaps that could not be read (the kernel refused
+    /// `membarrier`); 0 on any current Linux.
+    pub unread_heaps: usize,
+    /// Bytes mapped by the page source right now (heaps' SuperSlabs and
+    /// large blocks; not the slots holding the heaps themselves).
+    pub os_mapped_bytes: usize,
+}
+
+/// Exact statistics of every heap in the process. Each live thread's heap is
+/// read while that thread is outside hakmem (waiting for it if needed).
+pub fn stats() -> GlobalStats {
+    let mut g = GlobalStats {
+        process: Stats::ZERO,
+        thread_heaps: 0,
+        abandoned_heaps: 0,
+        unread_heaps: 0,
+        os_mapped_bytes: global::global().map_or(0, |g| g.pages.mapped_bytes()),
+    };
+    let can_visit = heaps::membarrier_ready();
+    for s in heaps::registry() {
+        match s.state.load(Ordering::Acquire) {
+            OWNED => {
+                g.thread_heaps += 1;
+                let st = if can_visit {
+                    heaps::visit_owned(s, true, |h| h.stats())
+                } else if global::is_current(s) {
+                    thread_stats()
+                } else {
+                    None
+                };
+                match st {
+                    Some(st) => g.process.merge(&st),
+                    None => g.unread_heaps += 1,
+                }
+            }
+            ABANDONED => {
+                g.abandoned_heaps += 1;
+                let mut st = None;
+                heaps::visit_abandoned(s, |h| {
+                    st = Some(h.stats());
+                    ((), false)
+                });
+                match st {
+                    Some(st) => g.process.merge(&st),
+                    None => g.unread_heaps += 1,
+                }
+            }
+            CLAIMED => {}
+            _ => {}
+        }
+    }
+    if let Some((slot, lock)) = global::shared() {
+        let _l = lock.lock();
+        // SAFETY: the shared heap is used only under its lock.
+        g.process.merge(&unsafe { slot.heap() }.stats());
+    }
+    g
+}
+
+/// Exact statistics of the calling thread's heap (`None` if it has none).
+pub fn thread_stats() -> Option<Stats> {
+    global::with_current_heap(|h| Some(h.stats()), None)
+}
+
+impl fmt::Display for GlobalStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "hakmem: {} thread heaps, {} abandoned, {} unread; {} bytes mapped from the OS",
+            self.thread_heaps, self.abandoned_heaps, self.unread_heaps, self.os_mapped_bytes
+        )?;
+        write!(f, "{}", self.process)
+    }
+}
+
+/// A fixed buffer that formats without allocating; output past its end is
+/// cut.
+struct StackBuf {
+    buf: [u8; 8192],
+    len: usize,
+}
+
+impl Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writes to stderr without allocating.
+pub(crate) fn write_stderr(args: fmt::Arguments<'_>) {
+    let mut b = StackBuf {
+        buf: [0; 8192],
+        len: 0,
+    };
+    let _ = b.write_fmt(args);
+    let mut out = &b.buf[..b.len];
+    // SAFETY: hakmem never closes fd 2; a program that closed it gets EBADF.
+    let fd = unsafe { rustix::stdio::stderr() };
+    while !out.is_empty() {
+        match rustix::io::write(fd, out) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out = &out[n..],
+        }
+    }
+}
+
+/// Runs at process exit (from `.fini_array`): prints the stats table when
+/// `HAKMEM_SHOW_STATS=1`.
+extern "C" fn at_exit() {
+    if let Some(g) = global::global() {
+        if g.cfg.show_stats {
+            write_stderr(format_args!("{}", stats()));
+        }
+    }
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static AT_EXIT: extern "C" fn() = at_exit;
