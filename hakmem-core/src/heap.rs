@@ -828,11 +828,13 @@ impl<P: PageSource> Heap<P> {
     unsafe fn recommit_units(&mut self, ss: *mut SuperSlab, first: u32, span: u32) -> bool {
         let page = self.source.page_size();
         let unit = self.geo.unit_size();
+        // Outward to whole pages (a decommit may have covered a page shared
+        // with neighbouring units), never into the header.
         let header_end = (self.geo.header_bytes as usize).next_multiple_of(page);
-        let lo = (first as usize * unit)
-            .max(header_end)
-            .next_multiple_of(page);
-        let hi = ((first + span) as usize * unit) & !(page - 1);
+        let lo = ((first as usize * unit) & !(page - 1)).max(header_end);
+        let hi = ((first + span) as usize * unit)
+            .next_multiple_of(page)
+            .min(self.geo.superslab_size());
         if lo >= hi {
             return true;
         }

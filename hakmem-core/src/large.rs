@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use crate::heap::Heap;
 use crate::page_source::PageSource;
 use crate::size_class::MIN_ALIGN;
-use crate::superslab::LARGE_MAGIC;
+use crate::superslab::{LARGE_FORWARD_MAGIC, LARGE_MAGIC};
 
 /// State of a live large block.
 pub(crate) const LARGE_LIVE: usize = 0;
@@ -129,6 +129,12 @@ impl<P: PageSource> Heap<P> {
                 next: self.large,
                 prev: ptr::null_mut(),
             });
+            if header_off != 0 {
+                // Tell the hardened lookup where the header is.
+                let fwd = base.cast::<usize>();
+                fwd.write(LARGE_FORWARD_MAGIC ^ base as usize);
+                fwd.add(1).write(h as usize);
+            }
             if !self.large.is_null() {
                 (*self.large).prev = h;
             }

@@ -16,6 +16,8 @@ use crate::error::FreeErrorKind;
 use crate::large::LargeBlock;
 use crate::page_source::PageSource;
 use crate::slab::{Slab, INV_SHIFT, NO_CLASS};
+#[cfg(feature = "hardened")]
+use crate::superslab::LARGE_FORWARD_MAGIC;
 use crate::superslab::{SuperSlab, LARGE_MAGIC, SS_MAGIC};
 use core::sync::atomic::Ordering;
 
@@ -45,6 +47,42 @@ pub(crate) unsafe fn locate<P: PageSource>(
     let p = ptr as usize;
     let ss_size = geo.superslab_size();
     let base = p & geo.superslab_mask();
+    // Hardened: where the source knows region starts, a header is read only
+    // at one (or one SuperSlab below a SuperSlab-aligned pointer, checked
+    // by its magic and user pointer); anything else is a region's body.
+    #[cfg(feature = "hardened")]
+    if let Some(start) = source.region_start(p) {
+        let found = if base == p || base == start {
+            // SAFETY: forwarded; `locate_at_headers` checks `contains` itself.
+            unsafe { locate_at_headers(source, geo, ptr, p, base, ss_size) }
+        } else {
+            Err(FreeErrorKind::NotOurs)
+        };
+        return match found {
+            Err(FreeErrorKind::NotOurs) => {
+                // SAFETY: `start` is a live region's start.
+                Err(unsafe { classify_body(ptr.with_addr(start), p) })
+            }
+            other => other,
+        };
+    }
+    // SAFETY: forwarded.
+    unsafe { locate_at_headers(source, geo, ptr, p, base, ss_size) }
+}
+
+/// The cheap lookup: the header is at `base`, or one SuperSlab below a
+/// SuperSlab-aligned pointer.
+///
+/// # Safety
+/// As [`locate`].
+unsafe fn locate_at_headers<P: PageSource>(
+    source: &P,
+    geo: &Geometry,
+    ptr: *mut u8,
+    p: usize,
+    base: usize,
+    ss_size: usize,
+) -> Result<Found, FreeErrorKind> {
     if base == p {
         if p < ss_size || !source.contains(p - ss_size) {
             return Err(FreeErrorKind::NotOurs);
@@ -91,6 +129,33 @@ pub(crate) unsafe fn locate<P: PageSource>(
         };
     }
     Err(FreeErrorKind::NotOurs)
+}
+
+/// Says what `p`, which lies in the region starting at `start` but not at a
+/// header position, is: the inside of a large block, or not a block.
+///
+/// # Safety
+/// `start` is the start of a live region of the source.
+#[cfg(feature = "hardened")]
+unsafe fn classify_body(start: *mut u8, p: usize) -> FreeErrorKind {
+    // SAFETY: every region starts with a header or a forward to one
+    // (module doc).
+    let magic = unsafe { *start.cast::<usize>() };
+    let header = if magic == LARGE_MAGIC ^ start as usize {
+        start.cast::<LargeBlock>()
+    } else if magic == LARGE_FORWARD_MAGIC ^ start as usize {
+        // SAFETY: a forward's second word is its block's header address.
+        unsafe { *start.cast::<*mut LargeBlock>().add(1) }
+    } else {
+        return FreeErrorKind::NotAllocated;
+    };
+    // SAFETY: a live large block header.
+    let (user, end) = unsafe { ((*header).user, (*header).base as usize + (*header).map_size) };
+    if p > user && p < end {
+        FreeErrorKind::Interior
+    } else {
+        FreeErrorKind::NotAllocated
+    }
 }
 
 /// Checks that offset `off` (from the SuperSlab start) is the start of a

@@ -69,8 +69,20 @@ pub unsafe trait PageSource {
         true
     }
 
-    /// Whether `addr` lies inside a live region of this source.
+    /// Whether `addr` lies inside a live region of this source. The heap
+    /// asks only about addresses aligned to its SuperSlab size (every region
+    /// it maps starts on such a boundary), so a source may answer at that
+    /// granularity.
     fn contains(&self, addr: usize) -> bool;
+
+    /// The start of the live region holding `addr`, where the source can
+    /// tell (`None`: it cannot, or `addr` is in no region). The `hardened`
+    /// build uses it to tell a header from the body of a large block; the
+    /// default says nothing.
+    fn region_start(&self, addr: usize) -> Option<usize> {
+        let _ = addr;
+        None
+    }
 }
 
 // SAFETY: forwarding every method to `P` keeps all of `P`'s promises.
@@ -97,5 +109,8 @@ unsafe impl<P: PageSource + ?Sized> PageSource for &P {
     }
     fn contains(&self, addr: usize) -> bool {
         (**self).contains(addr)
+    }
+    fn region_start(&self, addr: usize) -> Option<usize> {
+        (**self).region_start(addr)
     }
 }

@@ -475,6 +475,10 @@ unsafe impl PageSource for SimPages {
     fn contains(&self, addr: usize) -> bool {
         self.lock().containing(addr).is_some()
     }
+
+    fn region_start(&self, addr: usize) -> Option<usize> {
+        self.lock().containing(addr).map(|r| r.start())
+    }
 }
 
 impl Drop for SimPages {

@@ -31,6 +31,10 @@ use crate::slab::{Block, Slab};
 pub(crate) const SS_MAGIC: usize = 0x5355_5045_u32 as usize; // "SUPE"
 /// Magic of a live large block header, XOR its header address.
 pub(crate) const LARGE_MAGIC: usize = 0x4c41_5247_u32 as usize; // "LARG"
+/// Magic at the start of a large block's region whose header is not there
+/// (alignment above the SuperSlab size), XOR the region start; the next
+/// word is the header's address.
+pub(crate) const LARGE_FORWARD_MAGIC: usize = 0x4657_4452_u32 as usize; // "FWDR"
 
 /// The header at the start of every SuperSlab.
 #[repr(C)]

@@ -934,7 +934,11 @@ fn alloc_zeroed_after_decommit_retained_is_zero() {
         // With 16 KiB SuperSlabs the blocks sit in the header's page, which
         // is never decommitted; with 2 MiB ones their unit is decommitted.
         let decommitted = heap.decommit_free();
-        assert_eq!(decommitted > 0, cfg.superslab_shift > 14, "{decommitted} bytes decommitted");
+        assert_eq!(
+            decommitted > 0,
+            cfg.superslab_shift > 14,
+            "{decommitted} bytes decommitted"
+        );
         for _ in 0..64 {
             let p = heap.alloc_zeroed(16, 8);
             assert!(!p.is_null());
