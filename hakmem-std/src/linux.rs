@@ -8,16 +8,22 @@
 //!
 //! `contains` is answered by a bitmap with one bit per granule (the
 //! SuperSlab size) of the 48-bit address space, itself an anonymous
-//! `MAP_NORESERVE` mapping of 16 MiB (at 2 MiB granules) of which only the
+//! `MAP_NORESERVE` mapping of 16 MiB (at 2 MiB granules; twice that with the
+//! start bitmap below) of which only the
 //! pages covering used addresses are ever touched. Every region hakmem maps
 //! starts on a granule boundary, so the granule of any address inside a
 //! region starts inside that region, and a set bit means "the start of this
 //! granule is mapped".
 //!
+//! A second bitmap marks the granules where regions start, for
+//! `region_start` (the hardened lookup).
+//!
 //! Invariants:
 //! - bit `g` is set iff granule `g`'s first byte lies in a live region;
+//! - start bit `g` is set iff a live region starts at granule `g`;
 //! - no path calls the C allocator.
 
+use core::mem::size_of;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
@@ -82,9 +88,24 @@ impl LinuxPages {
         }
     }
 
+    /// Two bitmaps back to back: "granule mapped", then "a region starts
+    /// at this granule".
     fn bitmap_bytes(&self) -> usize {
+        2 * self.half_bytes()
+    }
+
+    fn half_bytes(&self) -> usize {
         let granules = 1usize << (ADDRESS_BITS - self.granule_shift);
         (granules / 8).max(PAGE)
+    }
+
+    fn bit(&self, bits: *mut AtomicUsize, which: usize, g: usize) -> (&AtomicUsize, usize) {
+        let word_bits = usize::BITS as usize;
+        let words = self.half_bytes() / size_of::<usize>();
+        // SAFETY: `g < 2^(48 - shift)` (callers check addresses against
+        // 2^48), so the word lies in the chosen half of the bitmap.
+        let w = unsafe { &*bits.add(which * words + g / word_bits) };
+        (w, 1usize << (g % word_bits))
     }
 
     /// Sets or clears the bits of the granules starting inside `[start, start + len)`.
@@ -92,16 +113,17 @@ impl LinuxPages {
         let Some(bits) = self.bitmap() else { return };
         let g0 = start >> self.granule_shift;
         let g1 = (start + len - 1) >> self.granule_shift;
-        let word_bits = usize::BITS as usize;
         for g in g0..=g1 {
-            // SAFETY: `g` is below 2^(48 - shift) because mapped addresses
-            // are below 2^48 (checked in `map`), so the word is in the bitmap.
-            let w = unsafe { &*bits.add(g / word_bits) };
-            let bit = 1usize << (g % word_bits);
-            if set {
-                w.fetch_or(bit, Ordering::Release);
-            } else {
-                w.fetch_and(!bit, Ordering::Release);
+            for which in [0, 1] {
+                if which == 1 && g != g0 {
+                    continue;
+                }
+                let (w, bit) = self.bit(bits, which, g);
+                if set {
+                    w.fetch_or(bit, Ordering::Release);
+                } else {
+                    w.fetch_and(!bit, Ordering::Release);
+                }
             }
         }
     }
@@ -181,10 +203,27 @@ unsafe impl PageSource for LinuxPages {
         if bits.is_null() {
             return false;
         }
-        let g = addr >> self.granule_shift;
-        let word_bits = usize::BITS as usize;
-        // SAFETY: `g < 2^(48 - shift)`, inside the bitmap.
-        let w = unsafe { &*bits.add(g / word_bits) };
-        w.load(Ordering::Acquire) & (1usize << (g % word_bits)) != 0
+        let (w, bit) = self.bit(bits, 0, addr >> self.granule_shift);
+        w.load(Ordering::Acquire) & bit != 0
+    }
+
+    fn region_start(&self, addr: usize) -> Option<usize> {
+        if !self.contains(addr) {
+            return None;
+        }
+        let bits = self.bitmap.load(Ordering::Acquire);
+        // Walk back over mapped granules to the one where the region starts.
+        let mut g = addr >> self.granule_shift;
+        loop {
+            let (w, bit) = self.bit(bits, 1, g);
+            if w.load(Ordering::Acquire) & bit != 0 {
+                return Some(g << self.granule_shift);
+            }
+            let (m, mbit) = self.bit(bits, 0, g.checked_sub(1)?);
+            if m.load(Ordering::Acquire) & mbit == 0 {
+                return None;
+            }
+            g -= 1;
+        }
     }
 }
