@@ -69,9 +69,11 @@ fn init(cfg: Config) -> Option<&'static Global> {
 
 /// The shared heap's slot, made on first use.
 fn shared_slot(g: &'static Global) -> Option<&'static Slot> {
-    static SHARED: spin::Once<Option<&'static Slot>> = spin::Once::new();
     *SHARED.call_once(|| heaps::acquire(&g.pages, g.cfg.core, CLAIMED))
 }
+
+/// The shared heap's slot, once made.
+static SHARED: spin::Once<Option<&'static Slot>> = spin::Once::new();
 
 /// The allocator. Use it as
 /// `#[global_allocator] static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();`
@@ -237,8 +239,10 @@ pub(crate) fn is_current(s: &Slot) -> bool {
     CURRENT.with(|c| ptr::eq(c.get(), s))
 }
 
-/// The shared heap's slot and its lock, if set up.
+/// The shared heap's slot and its lock, if it was ever needed. (Never made
+/// here: making it may adopt an abandoned heap, which a reader that just
+/// counted that heap would then count twice.)
 pub(crate) fn shared() -> Option<(&'static Slot, &'static spin::Mutex<()>)> {
     let g = global()?;
-    Some((shared_slot(g)?, &g.shared_lock))
+    Some(((*SHARED.get()?)?, &g.shared_lock))
 }

@@ -1,0 +1,220 @@
+//! Out of memory for real: a child process (this test binary run again)
+//! limits its address space with `setrlimit(RLIMIT_AS)`, so `mmap` in
+//! `LinuxPages::map` fails. hakmem must turn that into a null return on
+//! every path (large blocks, new SuperSlabs for small classes, zeroed),
+//! keep working once memory is freed, and let an infallible allocation end
+//! in Rust's `handle_alloc_error` (message, then SIGABRT) rather than a
+//! crash of its own.
+
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+use std::hint::black_box;
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+#[global_allocator]
+static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
+
+const CHILD_ENV: &str = "HAKMEM_OOM_CHILD";
+const TEST_NAME: &str = "out_of_memory_under_rlimit_as";
+/// Address space the child may map beyond what it has at the start.
+const HEADROOM: u64 = 256 << 20;
+/// The infallible allocation that must fail: 1 GiB.
+const HUGE: usize = 1 << 30;
+const MIB: usize = 1 << 20;
+
+/// Virtual size of the process, from /proc/self/statm.
+fn vm_size() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = s
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("size field");
+    pages * 4096
+}
+
+/// Fills a Vec with 1 MiB capacity with `byte` (memcpy page by page, which
+/// keeps debug builds fast).
+fn fill(b: &mut Vec<u8>, byte: u8) {
+    let page = [byte; 4096];
+    while b.len() < MIB {
+        b.extend_from_slice(&page);
+    }
+}
+
+fn step(msg: &str) {
+    println!("child: {msg}");
+    std::io::stdout().flush().unwrap();
+}
+
+/// The child's side: everything runs under the address-space limit.
+fn child() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+    // Everything the checks need is allocated before the limit.
+    let mut big: Vec<Vec<u8>> = Vec::with_capacity(4096);
+    let mut small: Vec<*mut u8> = Vec::with_capacity(1 << 20);
+    step("start");
+
+    let limit = vm_size() + HEADROOM;
+    let old = getrlimit(Resource::As);
+    setrlimit(
+        Resource::As,
+        Rlimit {
+            current: Some(limit),
+            maximum: old.maximum,
+        },
+    )
+    .expect("setrlimit(RLIMIT_AS)");
+    step(&format!("RLIMIT_AS set to {} MiB", limit >> 20));
+
+    // 1. A request beyond the limit returns null, on every path.
+    for align in [8usize, 4096, 2 * MIB] {
+        let layout = Layout::from_size_align(HUGE, align).unwrap();
+        // SAFETY: a valid, non-zero-size layout.
+        let p = black_box(unsafe { alloc(layout) });
+        assert!(p.is_null(), "1 GiB alloc succeeded");
+        // SAFETY: as above.
+        let p = black_box(unsafe { alloc_zeroed(layout) });
+        assert!(p.is_null(), "1 GiB alloc_zeroed succeeded");
+    }
+    let mut v: Vec<u8> = Vec::new();
+    assert!(v.try_reserve(HUGE).is_err());
+    step("huge requests return null");
+
+    // 2. 1 MiB blocks until the address space runs out.
+    loop {
+        let mut b: Vec<u8> = Vec::new();
+        if b.try_reserve_exact(MIB).is_err() {
+            break;
+        }
+        fill(&mut b, big.len() as u8);
+        big.push(b);
+        assert!(big.len() < 4096, "RLIMIT_AS not enforced?");
+    }
+    let n_big = big.len();
+    let n_big_ok = (32..=(HEADROOM as usize / MIB)).contains(&n_big);
+    // (Nothing is printed until memory is freed: formatting allocates.)
+
+    // 3. Small blocks until even a new SuperSlab cannot be mapped: null,
+    // not a crash, within a few SuperSlabs' worth of blocks.
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    let mut got_null = false;
+    while small.len() < small.capacity() {
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc(layout) };
+        if p.is_null() {
+            got_null = true;
+            break;
+        }
+        // SAFETY: `p` holds 64 bytes.
+        unsafe { p.write_bytes(small.len() as u8, 64) };
+        small.push(p);
+    }
+    let n_small = small.len();
+
+    // 4. Free everything (checking contents), then allocate again.
+    for (i, b) in big.iter().enumerate() {
+        let page = [i as u8; 4096];
+        assert!(
+            b.chunks(4096).all(|c| c == page),
+            "1 MiB block {i} corrupted"
+        );
+    }
+    big.clear();
+    for (i, &p) in small.iter().enumerate() {
+        // SAFETY: live 64-byte blocks, freed once with their layout.
+        unsafe {
+            assert_eq!(p.read(), i as u8);
+            assert_eq!(p.add(63).read(), i as u8);
+            dealloc(p, layout);
+        }
+    }
+    small.clear();
+    step(&format!("{n_big} blocks of 1 MiB, then Err"));
+    assert!(
+        n_big_ok,
+        "{n_big} blocks of 1 MiB under a {} MiB headroom",
+        HEADROOM >> 20
+    );
+    assert!(got_null, "{n_small} small blocks and no failure");
+    step(&format!("{n_small} blocks of 64 B, then null"));
+    step("all freed");
+
+    for i in 0..n_big / 2 {
+        let mut b: Vec<u8> = Vec::new();
+        b.try_reserve_exact(MIB)
+            .unwrap_or_else(|e| panic!("1 MiB block {i} after the frees: {e}"));
+        fill(&mut b, 0xC3);
+        big.push(b);
+    }
+    for _ in 0..100_000 {
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc(layout) };
+        assert!(!p.is_null(), "small allocation failed after the frees");
+        small.push(p);
+    }
+    let s: String = (0..10_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    assert_eq!(s.len(), 10_000);
+    let page = [0xC3u8; 4096];
+    assert!(big.iter().all(|b| b.chunks(4096).all(|c| c == page)));
+    for &p in &small {
+        // SAFETY: live blocks, freed once with their layout.
+        unsafe { dealloc(p, layout) };
+    }
+    small.clear();
+    big.clear();
+    step("allocating works again after the frees");
+
+    // 5. An infallible allocation beyond the limit: handle_alloc_error
+    // prints its message and aborts.
+    step("before infallible");
+    let v = vec![0u8; HUGE];
+    black_box(&v);
+    step("survived the infallible allocation");
+}
+
+#[test]
+fn out_of_memory_under_rlimit_as() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child();
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "child status: {:?}\nchild stdout:\n{stdout}\nchild stderr:\n{stderr}",
+        out.status
+    );
+    for line in [
+        "child: huge requests return null",
+        "then Err",
+        "then null",
+        "child: all freed",
+        "child: allocating works again after the frees",
+        "child: before infallible",
+    ] {
+        assert!(stdout.contains(line), "the child did not report {line:?}");
+    }
+    assert!(
+        !stdout.contains("survived"),
+        "a 1 GiB allocation succeeded under the limit"
+    );
+    let msg = format!("memory allocation of {HUGE} bytes failed");
+    assert!(stderr.contains(&msg), "no {msg:?} in the child's stderr");
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "the child should die of SIGABRT, got {:?}",
+        out.status
+    );
+}
