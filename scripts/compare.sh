@@ -19,16 +19,28 @@ cp target/release/examples/pairs target/compare/pairs-hakmem
 cargo build --release -q -p hakmem-std --features system-alloc --example scaling --example pairs
 cp target/release/examples/scaling target/compare/scaling-system
 cp target/release/examples/pairs target/compare/pairs-system
-run() { # name preload program
-  local name=$1 pre=$2 prog=$3
-  if [ -n "$pre" ] && [ ! -e "$pre" ]; then echo "== $name: not installed, skipped"; return; fi
-  echo "== $name"
-  if [ -n "$pre" ]; then LD_PRELOAD=$pre "target/compare/$prog-system"; else "target/compare/$prog-$4"; fi
+scaling_cases() { # one process per case, so no allocator starts from another case's leftovers
+  for kind in 16 mixed; do for n in 100000 500000 1000000; do "$@" $kind $n | tail -n 1; done; done
 }
-for prog in scaling pairs; do
-  [ "$what" = all ] || [ "$what" = $prog ] || continue
-  run hakmem "" $prog hakmem
-  run glibc "" $prog system
-  run jemalloc $lib/libjemalloc.so.2 $prog system
-  run mimalloc $lib/libmimalloc.so.2 $prog system
-done
+each() { # name preload prog args...
+  local name=$1 pre=$2 prog=$3; shift 3
+  if [ -n "$pre" ] && [ ! -e "$pre" ]; then echo "== $name: not installed, skipped"; return; fi
+  if [ -n "$pre" ]; then LD_PRELOAD=$pre "target/compare/$prog-system" "$@"
+  elif [ "$name" = hakmem ]; then "target/compare/$prog-hakmem" "$@"
+  else "target/compare/$prog-system" "$@"; fi
+}
+if [ "$what" = all ] || [ "$what" = scaling ]; then
+  for a in "hakmem:" "glibc:" "jemalloc:$lib/libjemalloc.so.2" "mimalloc:$lib/libmimalloc.so.2"; do
+    name=${a%%:*}; pre=${a#*:}
+    echo "== scaling, $name (RSS growth relative to each process's level before the run)"
+    target/compare/scaling-hakmem 16 100000 | sed -n 2p
+    scaling_cases each "$name" "$pre" scaling
+  done
+fi
+if [ "$what" = all ] || [ "$what" = pairs ]; then
+  for a in "hakmem:" "glibc:" "jemalloc:$lib/libjemalloc.so.2" "mimalloc:$lib/libmimalloc.so.2"; do
+    name=${a%%:*}; pre=${a#*:}
+    echo "== pairs, $name"
+    each "$name" "$pre" pairs | tail -n +2
+  done
+fi

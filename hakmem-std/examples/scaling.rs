@@ -88,14 +88,25 @@ fn main() {
     // The pointer table is allocated and touched before any baseline.
     let mut slots: Vec<(*mut u8, Layout)> = Vec::with_capacity(1_000_000);
     slots.resize(1_000_000, (std::ptr::null_mut(), Layout::new::<u8>()));
+    // `scaling 16 1000000` or `scaling mixed 500000` runs one case (one
+    // process per case is fair to allocators that keep freed memory).
+    let mut args = std::env::args().skip(1);
+    let only: Option<(String, usize)> = match (args.next(), args.next()) {
+        (Some(k), Some(n)) => Some((k, n.parse().expect("N"))),
+        _ => None,
+    };
     for n in [100_000, 500_000, 1_000_000] {
-        run("16 B", n, |_| 16, &mut slots, wait);
+        if only.as_ref().is_none_or(|(k, m)| k == "16" && *m == n) {
+            run("16 B", n, |_| 16, &mut slots, wait);
+        }
     }
     for n in [100_000, 500_000, 1_000_000] {
-        run("8-1K", n, mixed_size, &mut slots, wait);
+        if only.as_ref().is_none_or(|(k, m)| k == "mixed" && *m == n) {
+            run("8-1K", n, mixed_size, &mut slots, wait);
+        }
     }
     #[cfg(not(feature = "system-alloc"))]
-    if std::env::var_os("HAKMEM_SHOW_STATS").is_none() {
+    if std::env::var_os("HAKMEM_SHOW_STATS").is_none() && std::env::args().len() == 1 {
         println!("\nprocess stats after the runs:\n{}", hakmem_std::stats());
     }
 }
