@@ -104,9 +104,12 @@ impl Default for HakMem {
     }
 }
 
-/// Runs `f` on the calling thread's heap (or the shared heap).
+/// Runs `f` on the calling thread's heap (or the shared heap). `AUTOSTART`:
+/// a new thread heap may start the background thread from here (the Rust
+/// allocator); the C ABI starts it from its library constructor instead,
+/// since `malloc` may run inside the dynamic loader.
 #[inline(always)]
-fn with_heap<R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
+pub(crate) fn with_heap<const AUTOSTART: bool, R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
     let slot = CURRENT.with(|c| c.get());
     if slot as usize > DEAD {
         // SAFETY: a slot pointer in CURRENT is this thread's owned slot;
@@ -118,11 +121,11 @@ fn with_heap<R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
         s.leave();
         return r;
     }
-    with_heap_slow(cfg, f, fail)
+    with_heap_slow::<AUTOSTART, R>(cfg, f, fail)
 }
 
 #[cold]
-fn with_heap_slow<R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
+fn with_heap_slow<const AUTOSTART: bool, R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
     let slot = CURRENT.with(|c| c.get());
     let Some(g) = init(*cfg) else { return fail };
     if slot.is_null() {
@@ -135,7 +138,9 @@ fn with_heap_slow<R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -
             // SAFETY: we own the slot.
             let r = f(unsafe { s.heap() });
             s.leave();
-            maybe_start_background(g);
+            if AUTOSTART {
+                start_background(g);
+            }
             return r;
         }
     }
@@ -148,10 +153,54 @@ fn with_heap_slow<R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -
     f(unsafe { shared.heap() })
 }
 
-fn maybe_start_background(g: &'static Global) {
+/// Starts the background thread unless configured off or already started.
+pub(crate) fn start_background(g: &'static Global) {
     if g.cfg.background && !BACKGROUND_STARTED.swap(true, Ordering::AcqRel) {
         crate::purge::start(g);
     }
+}
+
+/// Sets the process up ahead of the first allocation (the C ABI's library
+/// constructor) and starts the background thread.
+pub(crate) fn init_now(cfg: Config) {
+    if let Some(g) = init(cfg) {
+        start_background(g);
+    }
+}
+
+/// After `fork`, in the child: only the forking thread exists. Heaps of the
+/// other threads become abandoned (the child's threads adopt them), except
+/// one caught inside an operation, which is left untouched for good;
+/// membarrier must be registered again. The background thread did not
+/// survive and is not restarted here (a fork handler is no place to create
+/// threads): a new thread of the child's that uses the Rust allocator
+/// starts it, or [`crate::c_abi::init`] called again.
+pub(crate) fn after_fork_child() {
+    BACKGROUND_STARTED.store(false, Ordering::Release);
+    heaps::after_fork_child(CURRENT.with(|c| c.get()));
+    if let Some(g) = global() {
+        // SAFETY: the fork-prepare handler took this lock in the parent, and
+        // the child has no other thread that could hold it.
+        unsafe { g.shared_lock.force_unlock() };
+    }
+}
+
+/// Before `fork`: wait for visitors (background pass, stats) to finish and
+/// hold the shared heap, so the child never inherits them half done.
+pub(crate) fn before_fork() {
+    heaps::lock_visitors();
+    if let Some(g) = global() {
+        core::mem::forget(g.shared_lock.lock());
+    }
+}
+
+/// After `fork`, in the parent: undo `before_fork`.
+pub(crate) fn after_fork_parent() {
+    if let Some(g) = global() {
+        // SAFETY: `before_fork` took it on this thread.
+        unsafe { g.shared_lock.force_unlock() };
+    }
+    heaps::unlock_visitors();
 }
 
 /// Hands the thread's heap back: flushed, trimmed, then free for reuse if
@@ -188,7 +237,7 @@ pub(crate) fn invalid_free(e: FreeError) -> ! {
 unsafe impl GlobalAlloc for HakMem {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        with_heap(
+        with_heap::<true, _>(
             &self.cfg,
             |h| h.alloc(layout.size(), layout.align()),
             ptr::null_mut(),
@@ -197,7 +246,7 @@ unsafe impl GlobalAlloc for HakMem {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        with_heap(
+        with_heap::<true, _>(
             &self.cfg,
             |h| h.alloc_zeroed(layout.size(), layout.align()),
             ptr::null_mut(),
@@ -207,7 +256,7 @@ unsafe impl GlobalAlloc for HakMem {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours.
-        let r = with_heap(&self.cfg, |h| unsafe { h.dealloc(ptr) }, Ok(()));
+        let r = with_heap::<true, _>(&self.cfg, |h| unsafe { h.dealloc(ptr) }, Ok(()));
         if let Err(e) = r {
             invalid_free(e);
         }
@@ -216,7 +265,7 @@ unsafe impl GlobalAlloc for HakMem {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours.
-        let r = with_heap(
+        let r = with_heap::<true, _>(
             &self.cfg,
             |h| unsafe { h.realloc(ptr, new_size, layout.align()) },
             Ok(ptr::null_mut()),
@@ -231,7 +280,7 @@ unsafe impl GlobalAlloc for HakMem {
 /// Runs `f` on the calling thread's own heap (making it if needed), or the
 /// shared heap.
 pub(crate) fn with_current_heap<R>(f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
-    with_heap(&Config::DEFAULT, f, fail)
+    with_heap::<true, R>(&Config::DEFAULT, f, fail)
 }
 
 /// Whether `s` is the calling thread's own slot.

@@ -47,6 +47,9 @@ pub(crate) const OWNED: u8 = 1;
 pub(crate) const ABANDONED: u8 = 2;
 /// Taken by a visitor from `ABANDONED`, or the shared heap.
 pub(crate) const CLAIMED: u8 = 3;
+/// In a forked child: its owner was inside an operation at the fork, so the
+/// heap may be inconsistent; never used again.
+pub(crate) const RETIRED: u8 = 4;
 
 /// One heap and its protocol flags.
 #[repr(C, align(64))]
@@ -229,6 +232,45 @@ fn new_chunk() -> Option<&'static Slot> {
     }
     // SAFETY: as above.
     Some(unsafe { &*base })
+}
+
+/// Held by whoever visits heaps (a background pass, `stats()`), and by
+/// `fork` preparation, so a child never inherits a visit half done.
+static VISITORS: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Serialises heap visits; see [`VISITORS`].
+pub(crate) fn visitors() -> spin::MutexGuard<'static, ()> {
+    VISITORS.lock()
+}
+
+/// Takes the visitors' lock for `fork` (released by `unlock_visitors`).
+pub(crate) fn lock_visitors() {
+    core::mem::forget(VISITORS.lock());
+}
+
+/// Releases the lock `lock_visitors` took.
+pub(crate) fn unlock_visitors() {
+    // SAFETY: `lock_visitors` took it, on the thread that forked.
+    unsafe { VISITORS.force_unlock() };
+}
+
+/// In a forked child: every other thread is gone. Their idle heaps are
+/// abandoned (adoptable); a heap whose owner was inside an operation at the
+/// fork may be half updated and is retired for good. Membarrier is asked
+/// for again.
+pub(crate) fn after_fork_child(current: *const Slot) {
+    unlock_visitors();
+    MEMBARRIER.store(0, Ordering::Release);
+    for s in registry() {
+        if core::ptr::eq(s, current) {
+            continue;
+        }
+        s.want.store(false, Ordering::Relaxed);
+        if s.state.load(Ordering::Relaxed) == OWNED {
+            let next = if s.busy.load(Ordering::Relaxed) { RETIRED } else { ABANDONED };
+            s.state.store(next, Ordering::Release);
+        }
+    }
 }
 
 /// Whether membarrier-based visits of owned heaps are possible.

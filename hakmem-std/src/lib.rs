@@ -25,6 +25,7 @@
 //! the README); [`stats`] gives exact process-wide figures.
 #![deny(missing_docs)]
 
+pub mod c_abi;
 mod env;
 mod global;
 mod heaps;

@@ -70,6 +70,7 @@ impl Pass {
 /// One pass over every heap. With `now`, retained memory is decommitted on
 /// first sight.
 pub(crate) fn pass(now: bool) -> Pass {
+    let _visitors = heaps::visitors();
     let mut total = Pass::default();
     let visit_owned = heaps::membarrier_ready();
     for s in heaps::registry() {

@@ -37,6 +37,7 @@ pub fn stats() -> GlobalStats {
         os_mapped_bytes: global::global().map_or(0, |g| g.pages.mapped_bytes()),
     };
     let can_visit = heaps::membarrier_ready();
+    let _visitors = heaps::visitors();
     for s in heaps::registry() {
         match s.state.load(Ordering::Acquire) {
             OWNED => {

@@ -1,0 +1,172 @@
+//! The C allocation API, for the `LD_PRELOAD` library (`hakmem-malloc`,
+//! which only forwards `extern "C"` symbols here and sets `errno`).
+//!
+//! Semantics follow glibc's documentation: `malloc(0)` returns a unique
+//! freeable pointer; `free(NULL)` does nothing; `calloc` checks `n * size`
+//! for overflow; `realloc(p, 0)` frees `p` and returns NULL, `realloc(NULL,
+//! n)` is `malloc(n)`; the aligned functions take any power-of-two
+//! alignment, `posix_memalign` also requires a multiple of
+//! `sizeof(void *)`. Every block is aligned to at least 16 bytes. An invalid
+//! or double free, or a size query of such a pointer, prints
+//! `hakmem: invalid free of 0x…: <fault>` on stderr and aborts.
+//!
+//! None of these functions starts the background thread (`malloc` may run
+//! inside the dynamic loader, where creating a thread could deadlock); the
+//! library's constructor calls [`init`], which does.
+
+use crate::env::Config;
+use crate::global::{self, invalid_free, with_heap};
+
+/// The alignment of `malloc`'s blocks (glibc's `MALLOC_ALIGNMENT` on x86_64).
+pub const MALLOC_ALIGN: usize = 16;
+
+/// What went wrong, for `errno`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CError {
+    /// `ENOMEM`: no memory.
+    NoMemory,
+    /// `EINVAL`: a bad alignment.
+    Invalid,
+}
+
+#[inline(always)]
+fn run<R>(f: impl FnOnce(&mut crate::heaps::StdHeap) -> R, fail: R) -> R {
+    with_heap::<false, R>(&Config::DEFAULT, f, fail)
+}
+
+/// Sets the allocator up now and starts the background thread (call from
+/// the library constructor; calling again, e.g. in a forked child, restarts
+/// the background thread if it is gone).
+pub fn init() {
+    global::init_now(Config::DEFAULT);
+}
+
+/// `malloc`. Null with `Err(NoMemory)` on failure.
+#[inline]
+pub fn malloc(size: usize) -> Result<*mut u8, CError> {
+    let p = run(|h| h.alloc(size, MALLOC_ALIGN), core::ptr::null_mut());
+    if p.is_null() {
+        Err(CError::NoMemory)
+    } else {
+        Ok(p)
+    }
+}
+
+/// `calloc`: zeroed, `n * size` checked for overflow.
+pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
+    let total = n.checked_mul(size).ok_or(CError::NoMemory)?;
+    let p = run(|h| h.alloc_zeroed(total, MALLOC_ALIGN), core::ptr::null_mut());
+    if p.is_null() {
+        Err(CError::NoMemory)
+    } else {
+        Ok(p)
+    }
+}
+
+/// `free`. Aborts with a message on an invalid or double free.
+///
+/// # Safety
+/// If `ptr` is a live block, nothing uses it afterwards.
+#[inline]
+pub unsafe fn free(ptr: *mut u8) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: per the caller; bad pointers are detected, not trusted.
+    if let Err(e) = run(|h| unsafe { h.dealloc(ptr) }, Ok(())) {
+        invalid_free(e);
+    }
+}
+
+/// `realloc`. `realloc(p, 0)` frees `p` and returns `Ok(null)`. On failure
+/// the old block is untouched.
+///
+/// # Safety
+/// As [`free`].
+pub unsafe fn realloc(ptr: *mut u8, size: usize) -> Result<*mut u8, CError> {
+    if ptr.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        // SAFETY: per the caller.
+        unsafe { free(ptr) };
+        return Ok(core::ptr::null_mut());
+    }
+    // SAFETY: per the caller; bad pointers are detected.
+    match run(|h| unsafe { h.realloc(ptr, size, MALLOC_ALIGN) }, Ok(core::ptr::null_mut())) {
+        Ok(p) if p.is_null() => Err(CError::NoMemory),
+        Ok(p) => Ok(p),
+        Err(e) => invalid_free(e),
+    }
+}
+
+/// `reallocarray`: `realloc(ptr, n * size)` with the product checked.
+///
+/// # Safety
+/// As [`free`].
+pub unsafe fn reallocarray(ptr: *mut u8, n: usize, size: usize) -> Result<*mut u8, CError> {
+    let total = n.checked_mul(size).ok_or(CError::NoMemory)?;
+    // SAFETY: per the caller.
+    unsafe { realloc(ptr, total) }
+}
+
+/// `aligned_alloc` / `memalign`: `align` must be a power of two.
+pub fn aligned(align: usize, size: usize) -> Result<*mut u8, CError> {
+    if !align.is_power_of_two() {
+        return Err(CError::Invalid);
+    }
+    let p = run(|h| h.alloc(size, align.max(MALLOC_ALIGN)), core::ptr::null_mut());
+    if p.is_null() {
+        Err(CError::NoMemory)
+    } else {
+        Ok(p)
+    }
+}
+
+/// `posix_memalign`'s rule: a power of two and a multiple of the pointer size.
+pub fn posix_memalign(align: usize, size: usize) -> Result<*mut u8, CError> {
+    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+        return Err(CError::Invalid);
+    }
+    aligned(align, size)
+}
+
+/// The page size, for `valloc` / `pvalloc`.
+pub const PAGE: usize = 4096;
+
+/// `pvalloc`: page-aligned, size rounded up to whole pages.
+pub fn pvalloc(size: usize) -> Result<*mut u8, CError> {
+    let rounded = size.max(1).checked_next_multiple_of(PAGE).ok_or(CError::NoMemory)?;
+    aligned(PAGE, rounded)
+}
+
+/// `malloc_usable_size`: 0 for null; aborts with a message on a pointer that
+/// is not a live block.
+///
+/// # Safety
+/// `ptr` is null or a pointer the program got from this allocator.
+pub unsafe fn usable_size(ptr: *mut u8) -> usize {
+    if ptr.is_null() {
+        return 0;
+    }
+    // SAFETY: per the caller; bad pointers are detected.
+    match run(|h| unsafe { h.usable_size(ptr) }, Ok(0)) {
+        Ok(n) => n,
+        Err(e) => invalid_free(e),
+    }
+}
+
+/// `pthread_atfork` prepare handler.
+pub extern "C" fn fork_prepare() {
+    global::before_fork();
+}
+
+/// `pthread_atfork` parent handler.
+pub extern "C" fn fork_parent() {
+    global::after_fork_parent();
+}
+
+/// `pthread_atfork` child handler.
+pub extern "C" fn fork_child() {
+    global::after_fork_child();
+}
