@@ -55,7 +55,10 @@ pub fn malloc(size: usize) -> Result<*mut u8, CError> {
 /// `calloc`: zeroed, `n * size` checked for overflow.
 pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
     let total = n.checked_mul(size).ok_or(CError::NoMemory)?;
-    let p = run(|h| h.alloc_zeroed(total, MALLOC_ALIGN), core::ptr::null_mut());
+    let p = run(
+        |h| h.alloc_zeroed(total, MALLOC_ALIGN),
+        core::ptr::null_mut(),
+    );
     if p.is_null() {
         Err(CError::NoMemory)
     } else {
@@ -93,7 +96,8 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> Result<*mut u8, CError> {
         return Ok(core::ptr::null_mut());
     }
     // SAFETY: per the caller; bad pointers are detected.
-    match run(|h| unsafe { h.realloc(ptr, size, MALLOC_ALIGN) }, Ok(core::ptr::null_mut())) {
+    let resize = |h: &mut crate::heaps::StdHeap| unsafe { h.realloc(ptr, size, MALLOC_ALIGN) };
+    match run(resize, Ok(core::ptr::null_mut())) {
         Ok(p) if p.is_null() => Err(CError::NoMemory),
         Ok(p) => Ok(p),
         Err(e) => invalid_free(e),
@@ -115,7 +119,10 @@ pub fn aligned(align: usize, size: usize) -> Result<*mut u8, CError> {
     if !align.is_power_of_two() {
         return Err(CError::Invalid);
     }
-    let p = run(|h| h.alloc(size, align.max(MALLOC_ALIGN)), core::ptr::null_mut());
+    let p = run(
+        |h| h.alloc(size, align.max(MALLOC_ALIGN)),
+        core::ptr::null_mut(),
+    );
     if p.is_null() {
         Err(CError::NoMemory)
     } else {
@@ -136,7 +143,10 @@ pub const PAGE: usize = 4096;
 
 /// `pvalloc`: page-aligned, size rounded up to whole pages.
 pub fn pvalloc(size: usize) -> Result<*mut u8, CError> {
-    let rounded = size.max(1).checked_next_multiple_of(PAGE).ok_or(CError::NoMemory)?;
+    let rounded = size
+        .max(1)
+        .checked_next_multiple_of(PAGE)
+        .ok_or(CError::NoMemory)?;
     aligned(PAGE, rounded)
 }
 

@@ -109,7 +109,11 @@ impl Default for HakMem {
 /// allocator); the C ABI starts it from its library constructor instead,
 /// since `malloc` may run inside the dynamic loader.
 #[inline(always)]
-pub(crate) fn with_heap<const AUTOSTART: bool, R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
+pub(crate) fn with_heap<const AUTOSTART: bool, R>(
+    cfg: &Config,
+    f: impl FnOnce(&mut StdHeap) -> R,
+    fail: R,
+) -> R {
     let slot = CURRENT.with(|c| c.get());
     if slot as usize > DEAD {
         // SAFETY: a slot pointer in CURRENT is this thread's owned slot;
@@ -125,7 +129,11 @@ pub(crate) fn with_heap<const AUTOSTART: bool, R>(cfg: &Config, f: impl FnOnce(&
 }
 
 #[cold]
-fn with_heap_slow<const AUTOSTART: bool, R>(cfg: &Config, f: impl FnOnce(&mut StdHeap) -> R, fail: R) -> R {
+fn with_heap_slow<const AUTOSTART: bool, R>(
+    cfg: &Config,
+    f: impl FnOnce(&mut StdHeap) -> R,
+    fail: R,
+) -> R {
     let slot = CURRENT.with(|c| c.get());
     let Some(g) = init(*cfg) else { return fail };
     if slot.is_null() {

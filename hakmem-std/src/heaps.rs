@@ -267,7 +267,11 @@ pub(crate) fn after_fork_child(current: *const Slot) {
         }
         s.want.store(false, Ordering::Relaxed);
         if s.state.load(Ordering::Relaxed) == OWNED {
-            let next = if s.busy.load(Ordering::Relaxed) { RETIRED } else { ABANDONED };
+            let next = if s.busy.load(Ordering::Relaxed) {
+                RETIRED
+            } else {
+                ABANDONED
+            };
             s.state.store(next, Ordering::Release);
         }
     }

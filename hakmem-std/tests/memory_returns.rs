@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
 
+mod common;
+use common::{mib, rss};
+
 /// Serialises the tests of this binary (they share the process RSS).
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -29,21 +32,6 @@ const SMALL_COUNT: usize = 1_000_000;
 const MIXED_BYTES: usize = 50 << 20;
 /// Room for the pointers of both parts (the mixed part averages ~516 B).
 const TABLE: usize = SMALL_COUNT + 120_000;
-
-/// Resident set size in bytes, from /proc/self/statm.
-fn rss() -> usize {
-    let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: usize = s
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("rss field");
-    pages * 4096
-}
-
-fn mib(b: usize) -> f64 {
-    b as f64 / (1 << 20) as f64
-}
 
 /// Sizes of the mixed part: a fixed pseudo-random sequence in 8..=1024.
 fn mixed_size(i: usize) -> usize {

@@ -16,26 +16,14 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
 
+mod common;
+use common::{mib, rss};
+
 /// Serialises the tests of this binary (they share the process RSS).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Resident set size in bytes, from /proc/self/statm.
-fn rss() -> usize {
-    let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: usize = s
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("rss field");
-    pages * 4096
-}
-
-fn mib(b: usize) -> f64 {
-    b as f64 / (1 << 20) as f64
 }
 
 /// A pseudo-random number from `x` (splitmix64 finaliser).
