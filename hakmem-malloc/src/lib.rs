@@ -48,7 +48,13 @@ extern "C" fn hakmem_init() {
     c_abi::init();
     // SAFETY: the handlers are plain functions that live as long as the
     // library (which is never unloaded while it serves malloc).
-    unsafe { pthread_atfork(Some(c_abi::fork_prepare), Some(c_abi::fork_parent), Some(c_abi::fork_child)) };
+    unsafe {
+        pthread_atfork(
+            Some(c_abi::fork_prepare),
+            Some(c_abi::fork_parent),
+            Some(c_abi::fork_child),
+        )
+    };
 }
 
 #[used]
