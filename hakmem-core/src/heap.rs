@@ -869,8 +869,23 @@ impl<P: PageSource> Heap<P> {
             ptr: ptr as usize,
             kind,
         };
-        // SAFETY: `locate` reads only headers that `contains` vouched for.
-        match unsafe { locate::locate(&self.source, &self.geo, ptr) }.map_err(err)? {
+        let p = ptr as usize;
+        let base = p & self.geo.superslab_mask();
+        let found = if base != p && self.known[(base >> self.geo.superslab_shift) % KNOWN] == base {
+            // An owned SuperSlab (the `known` cache): no need to ask the
+            // page source.
+            let ss = ptr.with_addr(base).cast::<SuperSlab>();
+            // SAFETY: `known` holds only live SuperSlabs of this heap, and
+            // `ptr` lies inside `ss`.
+            let slab = unsafe { SuperSlab::slab_of(ss, p, self.geo.unit_shift) };
+            // SAFETY: as above.
+            unsafe { locate::check_block(slab, p - base) }.map_err(err)?;
+            Found::Small { ss, slab }
+        } else {
+            // SAFETY: `locate` reads only headers that `contains` vouched for.
+            unsafe { locate::locate(&self.source, &self.geo, ptr) }.map_err(err)?
+        };
+        match found {
             // SAFETY: a live SuperSlab and its slab.
             Found::Small { ss, slab } => unsafe {
                 let off = ptr as usize - ss as usize;

@@ -7,7 +7,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HAKMEM_RETAIN` | 1 | empty SuperSlabs each heap keeps mapped for reuse |
+//! | `HAKMEM_RETAIN` | 4 | empty SuperSlabs each heap keeps mapped for reuse (decommitted after the purge delay) |
 //! | `HAKMEM_PURGE_DELAY_MS` | 500 | how long retained memory stays committed, and how often the background thread collects remote frees; 0 decommits at once |
 //! | `HAKMEM_MAGAZINE` | 64 | blocks cached per size class per thread; 0 disables |
 //! | `HAKMEM_BACKGROUND` | 1 | run the background thread that returns memory of idle and dead threads |
@@ -39,9 +39,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults: core defaults, 500 ms purge delay, background thread on.
+    /// The defaults: core defaults but 4 retained SuperSlabs, 500 ms purge
+    /// delay, background thread on.
     pub const DEFAULT: Config = Config {
-        core: CoreConfig::DEFAULT,
+        // Retained SuperSlabs cost address space only once the background
+        // thread has decommitted them, so keep more than the core's default
+        // 1: a workload whose live set moves between SuperSlabs (buffers
+        // growing by realloc) would otherwise map and unmap one per cycle.
+        core: CoreConfig {
+            retain: 4,
+            ..CoreConfig::DEFAULT
+        },
         purge_delay_ms: 500,
         background: true,
         show_stats: false,

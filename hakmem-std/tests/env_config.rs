@@ -139,7 +139,7 @@ fn defaults_without_variables() {
     let out = run_child(&[]);
     let cfg = config_line(&out);
     assert_eq!(get(&cfg, "purge_delay_ms"), "500");
-    assert_eq!(get(&cfg, "retain"), "1");
+    assert_eq!(get(&cfg, "retain"), "4");
     assert_eq!(get(&cfg, "magazine"), "64");
     assert_eq!(get(&cfg, "background"), "true");
     assert_eq!(get(&cfg, "thread"), "true");
@@ -161,7 +161,7 @@ fn malformed_values_keep_the_defaults() {
     ]);
     let cfg = config_line(&out);
     assert_eq!(get(&cfg, "purge_delay_ms"), "500");
-    assert_eq!(get(&cfg, "retain"), "1");
+    assert_eq!(get(&cfg, "retain"), "4");
     assert_eq!(get(&cfg, "magazine"), "64");
     assert_eq!(get(&cfg, "background"), "true");
     assert_eq!(get(&cfg, "show_stats"), "false");
