@@ -1,0 +1,50 @@
+//! # hakmem-bare
+//!
+//! hakmem for bare-metal, embedded and kernel targets: no OS, no threads
+//! required, no allocation of its own. The same core as on Linux —
+//! size-class slabs in SuperSlabs, magazines with exact accounting, memory
+//! reused across size classes — over memory regions the program hands in.
+//!
+//! - [`FixedRegion`]: the [`PageSource`] over
+//!   caller-given regions (up to [`MAX_REGIONS`], not necessarily
+//!   contiguous), carved into aligned ranges with a page bitmap; unmapped
+//!   ranges are reused, by SuperSlabs and by large blocks spanning several.
+//! - [`LocalHeap`]: the heap without a lock, for the core that owns it, with
+//!   an out-of-memory hook ([`OomHook`]) and peak figures ([`BareStats`]).
+//! - [`BareHeap`]: a `LocalHeap` behind a spin lock, `const`-constructible,
+//!   for `#[global_allocator]`.
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static HEAP: hakmem_bare::BareHeap = hakmem_bare::BareHeap::empty();
+//!
+//! fn main() {
+//!     // SAFETY: HEAP_START..HEAP_START+HEAP_LEN is RAM nothing else uses.
+//!     unsafe { HEAP.init(HEAP_START, HEAP_LEN) }.unwrap();
+//!     let v = alloc::vec![1, 2, 3];
+//! }
+//! ```
+//!
+//! The default geometry ([`BARE_CONFIG`]) has 16 KiB SuperSlabs, so a 64 KiB
+//! board works. Every SuperSlab and every large block (above 896 B) starts
+//! on a 16 KiB boundary, so hand in regions aligned to 16 KiB where you can:
+//! memory before a region's first boundary serves nothing (at most its
+//! bitmaps), and each large block leaves the rest of its last 16 KiB chunk
+//! unused. `init` builds the heap (about 2 KiB on 32-bit targets) in place;
+//! with `opt-level = "s"` or `"z"` the construction still takes 5 to 7 KiB
+//! of stack once, at `init`.
+#![no_std]
+#![deny(missing_docs)]
+
+mod error;
+mod global;
+mod local;
+mod region;
+
+pub use error::BareError;
+pub use global::BareHeap;
+pub use hakmem_core::{Config, FreeError, FreeErrorKind, PageSource, Stats};
+pub use local::{BareStats, LocalHeap, OomCtx, OomHook, BARE_CONFIG};
+pub use region::{
+    FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT, INLINE_PAGES, INLINE_REGIONS, MAX_REGIONS,
+};
