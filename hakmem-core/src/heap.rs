@@ -35,7 +35,7 @@ use crate::magazine::Magazine;
 use crate::page_source::PageSource;
 use crate::remote;
 use crate::size_class::{class_for, class_size, natural_align, EXACT_MAX, MIN_ALIGN, NUM_CLASSES};
-use crate::slab::{free_tag, reciprocal, Block, Slab, FRESH, IN_PARTIAL, NO_CLASS};
+use crate::slab::{corrupted, free_tag, reciprocal, Block, Slab, FRESH, IN_PARTIAL, NO_CLASS};
 use crate::stats::Stats;
 use crate::superslab::{find_run, run_mask, SuperSlab};
 
@@ -244,6 +244,9 @@ impl<P: PageSource> Heap<P> {
             let size = (*slab).size as usize;
             let (b, fresh) = if !(*slab).free.is_null() {
                 let b = (*slab).free;
+                if (*b).tag != free_tag(b.cast()) {
+                    corrupted(b.cast());
+                }
                 (*slab).free = (*b).next;
                 (*slab).free_count -= 1;
                 (*b).tag = 0;
@@ -670,6 +673,9 @@ impl<P: PageSource> Heap<P> {
         unsafe {
             let mut b = (*ss).remote_head.swap(ptr::null_mut(), Ordering::Acquire);
             while !b.is_null() {
+                if (*b).tag != free_tag(b.cast()) {
+                    corrupted(b.cast());
+                }
                 let next = (*b).next;
                 let slab = SuperSlab::slab_of(ss, b as usize, self.geo.unit_shift);
                 (*ss).held -= 1;

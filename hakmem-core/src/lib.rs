@@ -70,4 +70,5 @@ pub use error::{FreeError, FreeErrorKind};
 pub use heap::Heap;
 pub use page_source::PageSource;
 pub use remote::free_remote;
+pub use slab::{set_corruption_handler, CORRUPTION_MESSAGE};
 pub use stats::{ClassStats, Stats};

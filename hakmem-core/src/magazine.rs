@@ -14,7 +14,7 @@
 
 use core::ptr;
 
-use crate::slab::Block;
+use crate::slab::{corrupted, free_tag, Block};
 
 /// A per-class cache of freed blocks.
 pub(crate) struct Magazine {
@@ -47,15 +47,23 @@ impl Magazine {
         self.len += 1;
     }
 
-    /// Pops the most recently pushed block.
+    /// Pops the most recently pushed block. A block whose free tag is gone
+    /// was written after it was freed: its link cannot be trusted, and the
+    /// heap stops with [`corrupted`] rather than follow it.
     #[inline(always)]
     pub fn pop(&mut self) -> Option<*mut Block> {
         let b = self.head;
         if b.is_null() {
             return None;
         }
-        // SAFETY: every block on the list is a valid free block (invariant).
-        self.head = unsafe { (*b).next };
+        // SAFETY: every block on the list is a block of a live SuperSlab
+        // (invariant); its tag says whether its link is still ours.
+        unsafe {
+            if (*b).tag != free_tag(b.cast()) {
+                corrupted(b.cast());
+            }
+            self.head = (*b).next;
+        }
         self.len -= 1;
         Some(b)
     }
@@ -133,13 +141,37 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "heap corruption")]
+    fn a_block_written_after_free_is_not_followed() {
+        let mut bs = blocks::<2>();
+        let a: *mut Block = &mut bs[0];
+        let b: *mut Block = &mut bs[1];
+        let mut m = Magazine::EMPTY;
+        // SAFETY: distinct test blocks.
+        unsafe {
+            (*a).tag = free_tag(a.cast());
+            m.push(a);
+            (*b).tag = free_tag(b.cast());
+            m.push(b);
+            // The application writes into `b` after freeing it.
+            (*b).next = 0x0707_0707 as *mut Block;
+            (*b).tag = 0x0707_0707;
+        }
+        m.pop();
+    }
+
+    #[test]
     fn lifo_split_and_evict() {
         let mut bs = blocks::<6>();
         let ptrs: [*mut Block; 6] = core::array::from_fn(|i| &mut bs[i] as *mut Block);
         let mut m = Magazine::EMPTY;
         for &p in &ptrs {
-            // SAFETY: test blocks are distinct, live and unused.
-            unsafe { m.push(p) };
+            // SAFETY: test blocks are distinct, live and unused; a freed
+            // block carries its tag.
+            unsafe {
+                (*p).tag = free_tag(p.cast());
+                m.push(p);
+            }
         }
         assert_eq!(m.len(), 6);
         assert_eq!(m.pop(), Some(ptrs[5]));

@@ -57,6 +57,7 @@ pub(crate) fn global() -> Option<&'static Global> {
 fn init(cfg: Config) -> Option<&'static Global> {
     let g = GLOBAL.try_call_once(|| {
         let cfg = cfg.with_env();
+        hakmem_core::set_corruption_handler(corrupted);
         let geometry = cfg.core.geometry().map_err(|_| ())?;
         Ok::<Global, ()>(Global {
             pages: LinuxPages::new(geometry.superslab_shift as u32),
@@ -229,6 +230,15 @@ fn thread_exit() {
     s.state
         .store(if empty { FREE } else { ABANDONED }, Ordering::Release);
     s.leave();
+}
+
+/// Reports heap corruption found by the core and aborts, without allocating.
+fn corrupted(addr: usize) -> ! {
+    crate::stats::write_stderr(format_args!(
+        "hakmem: heap corruption at {addr:#x}: {}\n",
+        hakmem_core::CORRUPTION_MESSAGE
+    ));
+    std::process::abort()
 }
 
 /// Reports an invalid free and aborts, without allocating.
