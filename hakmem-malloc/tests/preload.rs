@@ -429,25 +429,34 @@ fn dlopen_dlclose() {
 
 /// Runs `bad <mode>` and expects the abort with hakmem's message naming the
 /// pointer the program announced and one of `faults`.
-fn expect_invalid_free(mode: &str, faults: &[&str]) {
-    let r = run_c("bad", &[mode], &[]);
-    let target = r
-        .stdout
+/// The pointer a `bad` run announced on its `target` line.
+fn bad_target(r: &Run) -> String {
+    r.stdout
         .lines()
         .find_map(|l| l.strip_prefix("target "))
         .unwrap_or_else(|| panic!("no target line: {}", r.report()))
-        .to_string();
-    assert!(
-        !r.stdout.contains("survived"),
-        "the bad call returned: {}",
-        r.report()
-    );
+        .to_string()
+}
+
+/// The run died by SIGABRT.
+fn assert_aborted(r: &Run) {
     assert_eq!(
         r.status.signal(),
         Some(SIGABRT),
         "expected death by SIGABRT: {}",
         r.report()
     );
+}
+
+fn expect_invalid_free(mode: &str, faults: &[&str]) {
+    let r = run_c("bad", &[mode], &[]);
+    let target = bad_target(&r);
+    assert!(
+        !r.stdout.contains("survived"),
+        "the bad call returned: {}",
+        r.report()
+    );
+    assert_aborted(&r);
     let prefix = format!("hakmem: invalid free of {target}: ");
     let line = r
         .stderr
@@ -486,23 +495,13 @@ fn bad_double_free_after_cache_flush() {
 #[test]
 fn bad_double_free_after_write_into_freed_block() {
     let r = run_c("bad", &["double-after-write"], &[]);
-    let target = r
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("target "))
-        .unwrap_or_else(|| panic!("no target line: {}", r.report()))
-        .to_string();
+    let target = bad_target(&r);
     assert!(
         !r.stdout.contains("a="),
         "the block was handed out twice: {}",
         r.report()
     );
-    assert_eq!(
-        r.status.signal(),
-        Some(SIGABRT),
-        "expected death by SIGABRT: {}",
-        r.report()
-    );
+    assert_aborted(&r);
     let caught_free = r
         .stderr
         .lines()
