@@ -2,7 +2,7 @@
 //!
 //! hakmem for bare-metal, embedded and kernel targets: no OS, no threads
 //! required, no allocation of its own. The same core as on Linux —
-//! size-class slabs in SuperSlabs, magazines with exact accounting, memory
+//! size-class slabs in SuperSlabs, exact live-block accounting, memory
 //! reused across size classes — over memory regions the program hands in.
 //!
 //! - [`FixedRegion`]: the [`PageSource`] over

@@ -2,7 +2,7 @@
 //! the out-of-memory path and the figures the core heap does not keep.
 //!
 //! An allocation that the core heap cannot serve goes down the slow path:
-//! 1. `trim`: magazines go back to their slabs, slabs that hold nothing give
+//! 1. `trim`: remote frees are collected, slabs that hold nothing give
 //!    their units back, and every empty SuperSlab (the retained one too) is
 //!    unmapped, so its memory may serve another class or a large block;
 //! 2. the out-of-memory hook, if any, is called and may claim more memory;
@@ -26,7 +26,7 @@ use crate::region::{FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT};
 
 /// The configuration of [`BareHeap::empty`](crate::BareHeap::empty) and
 /// [`LocalHeap::new`] users usually want: 16 KiB SuperSlabs of 1 KiB slab
-/// units, magazines of 16, one empty SuperSlab retained
+/// units, one empty SuperSlab retained
 /// ([`Config::SMALL`]). A 64 KiB board holds up to four SuperSlabs; requests
 /// above 896 B are large blocks, each starting on a SuperSlab boundary.
 pub const BARE_CONFIG: Config = Config::SMALL;
@@ -123,12 +123,12 @@ impl fmt::Display for BareStats {
         )?;
         writeln!(
             f,
-            "  live {} B requested (peak {} B), {} blocks held ({} B), {} cached",
+            "  live {} B requested (peak {} B), {} blocks held ({} B), {} free",
             self.live_bytes,
             self.peak_live_bytes,
             self.heap.held_blocks,
             self.heap.held_bytes,
-            self.heap.cached_blocks
+            self.heap.free_blocks
         )?;
         write!(
             f,

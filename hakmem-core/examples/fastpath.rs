@@ -4,7 +4,11 @@
 //! instructions over the difference in pairs is the cost of one pair
 //! (`scripts/fastpath-instructions.sh` does this).
 //!
-//! `cargo run --release -p hakmem-core --example fastpath [iters] [live]`
+//! With a third argument `loop`, the same loop runs with the heap calls
+//! replaced by identity functions, so the script can subtract the loop's own
+//! cost (`black_box` stores and loads, the counter).
+//!
+//! `cargo run --release -p hakmem-core --example fastpath [iters] [live] [loop]`
 
 use std::hint::black_box;
 
@@ -26,6 +30,15 @@ fn main() {
         // SAFETY: a live block, freed once.
         unsafe { heap.dealloc(p) }.unwrap();
     }
+    if args.next().as_deref() == Some("loop") {
+        let mut q = keep[0];
+        for _ in 0..iters {
+            q = black_box(identity(black_box(16), q));
+            black_box(q);
+        }
+        println!("{iters} empty iterations");
+        return;
+    }
     for _ in 0..iters {
         let p = black_box(heap.alloc(black_box(16), 8));
         // SAFETY: a live block, freed once.
@@ -39,4 +52,11 @@ fn main() {
         "{iters} alloc+free pairs; held after: {}",
         heap.stats().held_blocks
     );
+}
+
+/// Stands in for the heap in the `loop` mode: what the loop passes around
+/// without any allocator work.
+#[inline(never)]
+fn identity(size: usize, p: *mut u8) -> *mut u8 {
+    p.wrapping_add(size >> 63)
 }

@@ -1,9 +1,10 @@
 //! Whole-heap invariant checks, for tests, debugging and `hardened` builds.
 //!
-//! [`Heap::check`] walks every SuperSlab, slab, free list, magazine and large
-//! block and verifies the sums that the accounting promises (see the
+//! [`Heap::check`] walks every SuperSlab, slab, free and remote list, the
+//! outgoing batches and every large block, and verifies the sums that the
+//! accounting promises (see the
 //! Invariants of `heap.rs`, `slab.rs` and `superslab.rs`). It costs a pass
-//! over all metadata and every cached or free block, so it is not called on
+//! over all metadata and every free block, so it is not called on
 //! any allocation path.
 
 use core::fmt;
@@ -46,13 +47,15 @@ impl<P: PageSource> Heap<P> {
     /// Verifies every accounting invariant of the heap. Only the owner may
     /// call it; remote frees may run concurrently (they only add to pending).
     pub fn check(&self) -> Result<(), CheckError> {
-        let mut class_used = [0usize; NUM_CLASSES];
         let mut superslabs = 0;
         let mut empty = 0;
+        let mut in_partial = 0usize;
         let geo = &self.geo;
         let mut ss = self.superslabs;
         // SAFETY: list members are live owned SuperSlabs; slab metadata and
-        // free lists inside them are the heap's own.
+        // free lists inside them are the heap's own; remote lists are only
+        // ever prepended to by other threads, so walking them from a loaded
+        // head is sound.
         unsafe {
             while !ss.is_null() {
                 let at = ss as usize;
@@ -63,14 +66,17 @@ impl<P: PageSource> Heap<P> {
                     "SuperSlab owner",
                     at,
                 )?;
-                let mut used = 0usize;
+                let mut live = 0u32;
+                let mut remote = 0usize;
                 let mut used_units = 0u64;
+                let mut empty_units = 0u64;
                 let mut u = 0usize;
                 while u < geo.units as usize {
                     let slab = SuperSlab::slab(ss, u);
                     let s: &Slab = &*slab;
                     if s.class == NO_CLASS {
                         ensure(s.head as usize == u, "free unit head", slab as usize)?;
+                        ensure(s.start == 0 && s.end == 0, "free unit range", slab as usize)?;
                         u += 1;
                         continue;
                     }
@@ -83,27 +89,25 @@ impl<P: PageSource> Heap<P> {
                     )?;
                     ensure(s.size as usize == class_size(c), "slab size", slab as usize)?;
                     ensure(
-                        (*ss).class_mask & (1u128 << c) != 0,
-                        "class mask",
-                        slab as usize,
-                    )?;
-                    ensure(
                         s.start <= bump && bump <= s.end,
                         "slab bump range",
                         slab as usize,
                     )?;
                     ensure((s.end - s.start) % s.size == 0, "slab end", slab as usize)?;
+                    let mut units = 0u64;
                     for v in u..u + s.span as usize {
                         ensure(
                             (*SuperSlab::slab(ss, v)).head as usize == u,
                             "span head",
                             slab as usize,
                         )?;
-                        used_units |= 1u64 << v;
+                        units |= 1u64 << v;
                     }
+                    used_units |= units;
                     // Walk the free list.
                     let mut n = 0u32;
                     let mut b = s.free;
+                    let carved = s.carved();
                     while !b.is_null() {
                         let off = b as usize - at;
                         ensure(
@@ -114,45 +118,53 @@ impl<P: PageSource> Heap<P> {
                         ensure(s.block_index(off).1, "free block aligned", b as usize)?;
                         ensure((*b).tag == free_tag(b.cast()), "free block tag", b as usize)?;
                         n += 1;
-                        ensure(
-                            n <= s.free_count,
-                            "free list longer than free_count",
-                            slab as usize,
-                        )?;
+                        ensure(n <= carved, "free list longer than carved", slab as usize)?;
                         b = (*b).next;
                     }
-                    ensure(n == s.free_count, "free_count", slab as usize)?;
                     ensure(
-                        s.used + s.free_count == s.carved(),
-                        "used + free == carved",
+                        s.used + n == carved,
+                        "used + free list length == carved",
                         slab as usize,
                     )?;
-                    ensure(
-                        s.used != 0 || s.free_count == 0,
-                        "empty slab not released",
-                        slab as usize,
-                    )?;
-                    ensure(
-                        (s.flags & IN_PARTIAL != 0) == s.has_room(),
-                        "partial iff room",
-                        slab as usize,
-                    )?;
-                    used += s.used as usize;
-                    class_used[c] += s.used as usize;
+                    let mut r = s.remote.load(Ordering::Acquire);
+                    let mut on_remote = 0u32;
+                    while !r.is_null() {
+                        let off = r as usize - at;
+                        ensure(
+                            off >= s.start as usize && off < bump as usize,
+                            "remote block in slab",
+                            r as usize,
+                        )?;
+                        remote += 1;
+                        on_remote += 1;
+                        ensure(
+                            on_remote <= s.used,
+                            "remote list within used",
+                            slab as usize,
+                        )?;
+                        r = (*r).next;
+                    }
+                    if s.used > 0 {
+                        live += 1;
+                    } else {
+                        empty_units |= units;
+                    }
+                    if s.flags & IN_PARTIAL != 0 {
+                        in_partial += 1;
+                    } else {
+                        ensure(!s.has_room(), "a slab with room is partial", slab as usize)?;
+                    }
                     u += s.span as usize;
                 }
-                // Blocks of this SuperSlab in the magazines.
-                let mut cached = 0usize;
-                for m in self.mags.iter() {
-                    m.for_each(|b| {
-                        if b as usize & geo.superslab_mask() == at {
-                            cached += 1;
-                        }
-                    });
-                }
+                ensure(live == (*ss).live, "live == slabs with used > 0", at)?;
                 ensure(
-                    used == (*ss).held + cached,
-                    "SuperSlab held + cached == sum of slab used",
+                    empty_units == (*ss).empty_units,
+                    "empty units == units of slabs with used == 0",
+                    at,
+                )?;
+                ensure(
+                    remote <= (*ss).remote_count.load(Ordering::Acquire),
+                    "remote lists no longer than remote_count",
                     at,
                 )?;
                 ensure(
@@ -165,22 +177,15 @@ impl<P: PageSource> Heap<P> {
                     "units are free or in a slab",
                     at,
                 )?;
-                if (*ss).held == 0 {
+                if (*ss).live == 0 {
                     empty += 1;
                 }
                 ss = (*ss).next;
             }
             ensure(superslabs == self.n.superslabs, "SuperSlab count", 0)?;
             ensure(empty == self.n.empty, "empty SuperSlab count", 0)?;
-            for (c, &used) in class_used.iter().enumerate() {
-                ensure(
-                    used == self.class_held[c] + self.mags[c].len() as usize,
-                    "class held + magazine length == sum of slab used",
-                    c,
-                )?;
-                let mut n = 0;
-                self.mags[c].for_each(|_| n += 1);
-                ensure(n == self.mags[c].len(), "magazine length", c)?;
+            let mut linked = 0usize;
+            for c in 0..NUM_CLASSES {
                 let mut p = self.partial[c];
                 let mut prev = core::ptr::null_mut();
                 while !p.is_null() {
@@ -189,10 +194,15 @@ impl<P: PageSource> Heap<P> {
                         "partial list links",
                         p as usize,
                     )?;
+                    ensure((*p).flags & IN_PARTIAL != 0, "partial flag", p as usize)?;
+                    linked += 1;
                     prev = p;
                     p = (*p).next;
                 }
+                ensure(self.partial_tail[c] == prev, "partial list tail", c)?;
             }
+            ensure(linked == in_partial, "flagged slabs are linked", 0)?;
+            ensure(self.outgoing.check(), "outgoing batch lengths add up", 0)?;
             let (mut count, mut bytes, mut mapped) = (0, 0, 0);
             let mut h = self.large;
             while !h.is_null() {

@@ -39,27 +39,22 @@ pub struct Config {
     /// Empty SuperSlabs kept mapped for reuse (the retain policy, K).
     /// Default 1; 0 returns every empty SuperSlab at once.
     pub retain: usize,
-    /// Blocks each per-class magazine may cache before it drains half of
-    /// them back to their slabs. Default 64; 0 disables magazines.
-    pub magazine_capacity: u32,
 }
 
 impl Config {
-    /// The defaults: 2 MiB SuperSlabs, 64 units, retain 1, magazines of 64.
+    /// The defaults: 2 MiB SuperSlabs, 64 units, retain 1.
     pub const DEFAULT: Config = Config {
         superslab_shift: DEFAULT_SUPERSLAB_SHIFT,
         slab_shift: 0,
         retain: 1,
-        magazine_capacity: 64,
     };
 
     /// A small geometry for small RAM (and for Miri): 16 KiB SuperSlabs of
-    /// 1 KiB units, magazines of 16.
+    /// 1 KiB units.
     pub const SMALL: Config = Config {
         superslab_shift: MIN_SUPERSLAB_SHIFT,
         slab_shift: 10,
         retain: 1,
-        magazine_capacity: 16,
     };
 
     /// Checks the configuration and derives the geometry.
@@ -75,9 +70,6 @@ impl Config {
         };
         if unit < MIN_UNIT_SHIFT || unit >= ss || (1usize << (ss - unit)) > MAX_UNITS {
             return Err(ConfigError::SlabSize);
-        }
-        if self.magazine_capacity > u32::MAX / 2 {
-            return Err(ConfigError::MagazineCapacity);
         }
         let units = 1usize << (ss - unit);
         let header = superslab::header_bytes(units, 1 << ss);
@@ -130,8 +122,6 @@ pub enum ConfigError {
     /// `slab_shift` gives units smaller than 256 B, more than 64 per
     /// SuperSlab, or leaves no room after the header.
     SlabSize,
-    /// `magazine_capacity` is absurdly large.
-    MagazineCapacity,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -141,7 +131,6 @@ impl core::fmt::Display for ConfigError {
             ConfigError::SlabSize => {
                 "slab_shift must give 256 B..SuperSlab/4 units, at most 64 per SuperSlab"
             }
-            ConfigError::MagazineCapacity => "magazine_capacity is too large",
         };
         f.write_str(msg)
     }

@@ -1,10 +1,10 @@
 //! # hakmem-core
 //!
 //! The `no_std`, `alloc`-free core of the hakmem memory allocator: size
-//! classes, SuperSlabs split into slabs, per-class magazines with **exact**
-//! live-block accounting, lock-free remote frees, and large blocks — all over
-//! a [`PageSource`], so the same code runs on Linux, on bare metal and in
-//! tests on the simulated [`sim::SimPages`].
+//! classes, SuperSlabs split into slabs whose own free lists are the only
+//! cache, **exact** live-block accounting, batched lock-free remote frees,
+//! and large blocks — all over a [`PageSource`], so the same code runs on
+//! Linux, on bare metal and in tests on the simulated [`sim::SimPages`].
 //!
 //! ```
 //! use hakmem_core::{Config, Heap, sim::SimPages};
@@ -23,22 +23,24 @@
 //!
 //! ## The invariant
 //!
-//! At every moment the heap knows, per SuperSlab and per class, how many
-//! blocks the application holds. A block in a magazine (*cached*), on a slab
-//! free list (*free*) or on a remote list (*pending*) is not *held*. When a
-//! SuperSlab's held count reaches zero, it is returned to the page source
-//! after bounded work, unless the retain policy keeps it ([`Config::retain`]).
+//! At every moment the heap knows, per slab, per SuperSlab and per class,
+//! how many blocks the application holds. A block on a slab free list
+//! (*free*) or freed by another thread and not yet collected (*pending*) is
+//! not *held*. When a SuperSlab's last block is freed, it is returned to the
+//! page source after bounded work, unless the retain policy keeps it
+//! ([`Config::retain`]).
 //!
 //! ## Life of a block
 //!
-//! - alloc = [`Heap::alloc`]: class by shift → magazine pop → the class's
-//!   partial slab (free list, then bump pointer) → new slab in an owned
-//!   SuperSlab → new SuperSlab from [`PageSource::map`]. Large requests:
-//!   a region of their own.
-//! - free = [`Heap::dealloc`]: SuperSlab by masking → another heap's? remote
-//!   push ([`free_remote`]) → checks → held counts down → magazine push
-//!   (a full magazine drains half to the slabs) → SuperSlab held = 0 →
-//!   retain, or evict its blocks from the magazines and
+//! - alloc = [`Heap::alloc`]: class by shift → pop the free list of the
+//!   class's current slab, `used += 1` → else carve from its bump pointer,
+//!   take its remote frees, or the next partial slab → new slab in an owned
+//!   SuperSlab → new SuperSlab from [`PageSource::map`]. Large requests: a
+//!   region of their own.
+//! - free = [`Heap::dealloc`]: SuperSlab by masking → another heap's? batch
+//!   it for its slab's remote list (or [`free_remote`] without a heap) →
+//!   checks → push on the slab's free list, `used -= 1` → the slab emptied
+//!   and it was the SuperSlab's last: retain, or unlink its slabs and
 //!   [`PageSource::unmap`] it.
 //!
 //! See `docs/design.md` for the design, its costs and the alternatives.
@@ -48,14 +50,15 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+mod account;
 mod check;
 pub mod config;
 mod error;
 mod heap;
 mod large;
 mod locate;
-mod magazine;
 pub mod page_source;
+mod purge;
 mod remote;
 #[cfg(feature = "sim")]
 pub mod sim;

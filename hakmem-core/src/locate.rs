@@ -15,7 +15,7 @@ use crate::config::Geometry;
 use crate::error::FreeErrorKind;
 use crate::large::LargeBlock;
 use crate::page_source::PageSource;
-use crate::slab::{Slab, INV_SHIFT, NO_CLASS};
+use crate::slab::{divides, Slab};
 #[cfg(feature = "hardened")]
 use crate::superslab::LARGE_FORWARD_MAGIC;
 use crate::superslab::{SuperSlab, LARGE_MAGIC, SS_MAGIC};
@@ -109,11 +109,7 @@ unsafe fn locate_at_headers<P: PageSource>(
         // SAFETY: a live SuperSlab header, `p` inside it.
         let slab = unsafe { SuperSlab::slab_of(ss, p, geo.unit_shift) };
         // SAFETY: as above.
-        unsafe { check_block(slab, p - base)? };
-        // SAFETY: as above; `bump` is atomic, as other threads read it.
-        if p - base >= unsafe { (*slab).bump.load(Ordering::Relaxed) } as usize {
-            return Err(FreeErrorKind::NotAllocated);
-        }
+        unsafe { check_carved(slab, p - base)? };
         return Ok(Found::Small { ss, slab });
     }
     if magic == LARGE_MAGIC ^ base {
@@ -159,32 +155,34 @@ unsafe fn classify_body(start: *mut u8, p: usize) -> FreeErrorKind {
 }
 
 /// Checks that offset `off` (from the SuperSlab start) is the start of a
-/// block of the assigned slab `slab` (below its end; the caller checks the
-/// bump pointer).
+/// carved block of the slab `slab`: inside `[start, bump)` and a whole
+/// number of blocks from `start` (no division: one multiplication by the
+/// slab's reciprocal). A free unit's record has `start == bump == 0`, so it
+/// refuses every offset.
 ///
-/// Reads only the fields fixed while the slab is assigned, each through the
-/// raw pointer, so it may run while the owner updates the others.
+/// Reads only the fields fixed while the slab is assigned (and the bump
+/// pointer, atomically), each through the raw pointer, so it may run while
+/// the owner updates the others.
 ///
 /// # Safety
 /// `slab` is a unit record of a live SuperSlab.
 #[inline(always)]
-pub(crate) unsafe fn check_block(slab: *const Slab, off: usize) -> Result<(), FreeErrorKind> {
-    // SAFETY: per the caller.
-    let (class, start, end, size, inv) = unsafe {
+pub(crate) unsafe fn check_carved(slab: *const Slab, off: usize) -> Result<(), FreeErrorKind> {
+    // SAFETY: per the caller; `bump` is atomic, as other threads read it.
+    let (start, bump, inv) = unsafe {
         (
-            (*slab).class,
             (*slab).start,
-            (*slab).end,
-            (*slab).size,
+            (*slab).bump.load(Ordering::Relaxed),
             (*slab).inv,
         )
     };
-    if class == NO_CLASS || off < start as usize || off >= end as usize {
+    // One comparison refuses both what lies before the slab and what lies
+    // past its bump pointer (uncarved memory, the slab's tail).
+    let rel = off.wrapping_sub(start as usize);
+    if rel >= bump.wrapping_sub(start) as usize {
         return Err(FreeErrorKind::NotAllocated);
     }
-    let rel = off - start as usize;
-    let idx = ((rel as u64 * inv) >> INV_SHIFT) as usize;
-    if idx * size as usize != rel {
+    if !divides(rel as u64, inv) {
         return Err(FreeErrorKind::Interior);
     }
     Ok(())

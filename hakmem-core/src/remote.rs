@@ -1,31 +1,110 @@
-//! Remote frees: how a thread frees a block that another heap owns.
+//! Remote frees: how a thread frees a block that another heap owns, and how
+//! the owner takes such frees back.
 //!
-//! The freeing thread never touches the owner's lists. It pushes the block
-//! onto its SuperSlab's lock-free remote list (one compare-and-swap), after
-//! raising the SuperSlab's `remote_count`; the owner takes the whole list with
-//! one swap in [`Heap::collect`](crate::Heap::collect). A pending block stays
-//! counted in the owner's `held` until collected, so the SuperSlab cannot be
-//! released under the pusher; the exact number the application holds is
-//! `held - remote_count`. A large block freed remotely is marked freed and its
-//! pages decommitted at once; the owner unmaps it when it collects.
+//! The freeing thread never touches the owner's free lists. It checks the
+//! block (as a local free does), marks it freed, raises its SuperSlab's
+//! `remote_count` — so the owner's figures are exact from that moment — and
+//! adds it to a small per-slab batch in its own heap ([`Outgoing`]). A batch
+//! goes to the slab's lock-free `remote` list with one compare-and-swap when
+//! it is full, when another slab wants its place, or when the freeing heap
+//! collects, flushes or is dropped: one atomic operation carries many
+//! blocks. A thread with no heap pushes each block at once ([`free_remote`]).
+//!
+//! The owner takes a slab's whole list with one swap (`collect_slab`): when
+//! the slab it allocates from runs dry, and in [`Heap::collect`] before it
+//! makes a new slab (or when asked). The list is spliced onto the slab's
+//! free list as it is, after its blocks' tags are checked. A pending block
+//! stays counted in its slab's `used`, so neither the slab nor the
+//! SuperSlab can be released under a pusher; the exact number the
+//! application holds is `Σ used − remote_count`.
+//!
+//! A large block freed remotely is marked freed and its pages decommitted at
+//! once; the owner unmaps it when it collects.
 //!
 //! Invariants:
-//! - `remote_count >= ` the length of `remote_head`'s list at every instant;
-//! - after a successful push the pusher touches neither block nor SuperSlab.
+//! - `remote_count >=` the total length of the SuperSlab's remote lists at
+//!   every instant (raised before a block is batched, lowered after the
+//!   owner took the blocks);
+//! - a batched block is counted in `used` and `remote_count`, and its slab
+//!   stays assigned until the batch is pushed;
+//! - after a successful push the pusher touches neither block, slab nor
+//!   SuperSlab.
 
+use core::ptr;
 use core::sync::atomic::Ordering;
 
 use crate::config::Geometry;
 use crate::error::{FreeError, FreeErrorKind};
+use crate::heap::Heap;
 use crate::large::{LargeBlock, LARGE_FREED, LARGE_FREEING, LARGE_LIVE};
 use crate::locate::{self, Found};
 use crate::page_source::PageSource;
-use crate::slab::{free_tag, Block, Slab};
+use crate::slab::{corrupted, free_tag, Block, Slab, IN_PARTIAL, NO_CLASS};
 use crate::superslab::SuperSlab;
 
+/// Batches per heap (direct-mapped by slab address).
+const BATCHES: usize = 8;
+/// Blocks in a batch before it is pushed.
+const BATCH_MAX: u32 = 32;
+
+/// Blocks of one foreign slab on their way to its remote list.
+#[derive(Clone, Copy)]
+struct Batch {
+    slab: *mut Slab,
+    head: *mut Block,
+    tail: *mut Block,
+    n: u32,
+}
+
+impl Batch {
+    const EMPTY: Batch = Batch {
+        slab: ptr::null_mut(),
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        n: 0,
+    };
+}
+
+/// A heap's batches of blocks freed into other heaps.
+pub(crate) struct Outgoing {
+    batches: [Batch; BATCHES],
+    /// Blocks in all batches.
+    pub blocks: usize,
+}
+
+impl Outgoing {
+    /// Whether `blocks` is the sum of the batches' lengths, and each batch's
+    /// chain has its length and ends at its tail (for `Heap::check`).
+    pub fn check(&self) -> bool {
+        let mut total = 0;
+        for b in &self.batches {
+            let mut n = 0;
+            let mut p = b.head;
+            let mut last = ptr::null_mut();
+            while !p.is_null() && n <= b.n {
+                n += 1;
+                last = p;
+                // SAFETY: a batch's blocks are valid until it is pushed.
+                p = unsafe { (*p).next };
+            }
+            if n != b.n || last != b.tail || (b.n == 0) != b.slab.is_null() {
+                return false;
+            }
+            total += n as usize;
+        }
+        total == self.blocks
+    }
+
+    /// No batch.
+    pub const EMPTY: Outgoing = Outgoing {
+        batches: [Batch::EMPTY; BATCHES],
+        blocks: 0,
+    };
+}
+
 /// Frees a block on behalf of a thread that does not own it (or has no
-/// heap at all): the block goes to its owner's remote list. `geo` must be
-/// the owning heap's geometry.
+/// heap at all): the block goes to its owner's remote list at once. `geo`
+/// must be the owning heap's geometry.
 ///
 /// # Safety
 /// If `ptr` is a live block, nothing uses it afterwards; the same pointer
@@ -44,28 +123,28 @@ pub unsafe fn free_remote<P: PageSource>(
             ptr: ptr as usize,
             kind,
         }),
-        // SAFETY: `locate` found a live SuperSlab and slab.
-        Ok(Found::Small { ss, slab }) => unsafe { push(ss, slab, ptr, geo.units) },
+        // SAFETY: `locate` found a live SuperSlab and slab holding `ptr`.
+        Ok(Found::Small { ss, slab }) => unsafe {
+            mark_freed(ss, ptr, geo.units)?;
+            let b = ptr.cast::<Block>();
+            push(slab, b, b);
+            Ok(())
+        },
         // SAFETY: `locate` found a live large block.
         Ok(Found::Large(h)) => unsafe { free_large(source, h) },
     }
 }
 
-/// Pushes a block onto its SuperSlab's remote list.
+/// Checks that a located block is not already free, marks it freed and
+/// counts it pending in its SuperSlab.
 ///
 /// # Safety
-/// `ss` is a live SuperSlab, `slab` its slab holding `ptr`, and `ptr` passed
-/// `locate::check_block`.
-pub(crate) unsafe fn push(
-    ss: *mut SuperSlab,
-    slab: *mut Slab,
-    ptr: *mut u8,
-    units: u8,
-) -> Result<(), FreeError> {
-    let _ = (slab, units);
+/// `ss` is a live SuperSlab and `ptr` a carved block start of it
+/// (`locate` said so); the block is the application's to give.
+unsafe fn mark_freed(ss: *mut SuperSlab, ptr: *mut u8, units: u8) -> Result<(), FreeError> {
+    let _ = units;
     let b = ptr.cast::<Block>();
-    // SAFETY: `ptr` is a block start inside the live SuperSlab `ss`; the
-    // block is the application's to give (caller), so nobody else writes it.
+    // SAFETY: per the caller nobody else writes the block.
     unsafe {
         #[cfg(feature = "hardened")]
         if !SuperSlab::mark_free(ss, units, ptr as usize - ss as usize) {
@@ -82,21 +161,221 @@ pub(crate) unsafe fn push(
             });
         }
         (*b).tag = free_tag(ptr);
-        // Count first: the owner must never see a block it has not counted.
+        // Count first: the owner must never take a block it has not counted.
         (*ss).remote_count.fetch_add(1, Ordering::Relaxed);
-        let mut head = (*ss).remote_head.load(Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Pushes the chain `head ..= tail` (linked through `next`) onto `slab`'s
+/// remote list with one compare-and-swap.
+///
+/// # Safety
+/// The blocks are marked freed and counted (`mark_freed`) blocks of `slab`,
+/// an assigned slab of a live SuperSlab; `tail` ends the chain.
+unsafe fn push(slab: *mut Slab, head: *mut Block, tail: *mut Block) {
+    // SAFETY: per the caller; the slab stays assigned while its blocks are
+    // counted used, and after the CAS we touch nothing.
+    unsafe {
+        let mut top = (*slab).remote.load(Ordering::Relaxed);
         loop {
-            (*b).next = head;
-            match (*ss).remote_head.compare_exchange_weak(
+            (*tail).next = top;
+            match (*slab).remote.compare_exchange_weak(
+                top,
                 head,
-                b,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(()),
-                Err(h) => head = h,
+                Ok(_) => return,
+                Err(t) => top = t,
             }
         }
+    }
+}
+
+impl<P: PageSource> Heap<P> {
+    /// Frees a block of another heap's SuperSlab: marks and counts it, then
+    /// batches it for its slab.
+    ///
+    /// # Safety
+    /// `ss` and `slab` hold `ptr`, as `locate` found them.
+    pub(crate) unsafe fn send_remote(
+        &mut self,
+        ss: *mut SuperSlab,
+        slab: *mut Slab,
+        ptr: *mut u8,
+    ) -> Result<(), FreeError> {
+        // SAFETY: per the caller.
+        unsafe { mark_freed(ss, ptr, self.geo.units)? };
+        let b = ptr.cast::<Block>();
+        let i = (slab as usize / core::mem::size_of::<Slab>()) % BATCHES;
+        let batch = self.outgoing.batches[i];
+        // SAFETY: `b` is ours to link (marked freed); a batch's blocks and
+        // slab stay valid until it is pushed (module invariants).
+        unsafe {
+            if batch.slab == slab {
+                (*b).next = batch.head;
+                self.outgoing.batches[i].head = b;
+                self.outgoing.batches[i].n += 1;
+            } else {
+                self.push_batch(i);
+                (*b).next = ptr::null_mut();
+                self.outgoing.batches[i] = Batch {
+                    slab,
+                    head: b,
+                    tail: b,
+                    n: 1,
+                };
+            }
+        }
+        self.outgoing.blocks += 1;
+        if self.outgoing.batches[i].n >= BATCH_MAX {
+            self.push_batch(i);
+        }
+        Ok(())
+    }
+
+    /// Pushes batch `i` (if any) to its slab.
+    fn push_batch(&mut self, i: usize) {
+        let batch = core::mem::replace(&mut self.outgoing.batches[i], Batch::EMPTY);
+        if batch.n != 0 {
+            // SAFETY: a batch holds marked, counted blocks of its slab.
+            unsafe { push(batch.slab, batch.head, batch.tail) };
+            self.outgoing.blocks -= batch.n as usize;
+        }
+    }
+
+    /// Hands every batch of blocks freed into other heaps to its owner.
+    pub(crate) fn push_outgoing(&mut self) {
+        if self.outgoing.blocks != 0 {
+            for i in 0..BATCHES {
+                self.push_batch(i);
+            }
+        }
+    }
+
+    /// Collects the blocks other threads freed into this heap's slabs and
+    /// the large blocks they freed, making the accounting exact again and
+    /// releasing what became empty; first hands this heap's own batches to
+    /// their owners. Returns how many blocks it took. Work: one look at
+    /// each owned SuperSlab and large block, one look per slab of a
+    /// SuperSlab with pending frees, plus one step per collected block.
+    pub fn collect(&mut self) -> usize {
+        self.push_outgoing();
+        let mut n = 0;
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs; `next` is read
+            // before `ss` may be released.
+            unsafe {
+                let next = (*ss).next;
+                if (*ss).remote_count.load(Ordering::Relaxed) != 0 {
+                    n += self.collect_superslab(ss);
+                }
+                ss = next;
+            }
+        }
+        n + self.collect_large()
+    }
+
+    /// # Safety
+    /// `ss` is a live owned SuperSlab.
+    unsafe fn collect_superslab(&mut self, ss: *mut SuperSlab) -> usize {
+        let mut n = 0;
+        let mut u = 0usize;
+        // SAFETY: per the caller; unit records are valid. Once the SuperSlab
+        // empties (and may be gone) no slab of it has pending blocks left.
+        unsafe {
+            while u < self.geo.units as usize {
+                let slab = SuperSlab::slab(ss, u);
+                if (*slab).class == NO_CLASS {
+                    u += 1;
+                    continue;
+                }
+                u += (*slab).span as usize;
+                let (k, emptied) = self.collect_slab(ss, slab);
+                n += k as usize;
+                if emptied {
+                    break;
+                }
+            }
+        }
+        n
+    }
+
+    /// Takes `slab`'s remote list whole onto its free list. Returns how many
+    /// blocks it took and whether that emptied the SuperSlab (which may then
+    /// be released: the caller touches neither again).
+    ///
+    /// # Safety
+    /// `slab` is an assigned slab of the live owned SuperSlab `ss`.
+    pub(crate) unsafe fn collect_slab(
+        &mut self,
+        ss: *mut SuperSlab,
+        slab: *mut Slab,
+    ) -> (u32, bool) {
+        // SAFETY: the swap hands us the whole list; pushers publish each
+        // chain with Release before it is reachable, so its links are
+        // visible after our Acquire; each is a counted block of `slab`.
+        unsafe {
+            let head = (*slab).remote.swap(ptr::null_mut(), Ordering::Acquire);
+            if head.is_null() {
+                return (0, false);
+            }
+            let mut n = 1;
+            let mut tail = head;
+            loop {
+                if (*tail).tag != free_tag(tail.cast()) {
+                    corrupted(tail.cast());
+                }
+                let next = (*tail).next;
+                if next.is_null() {
+                    break;
+                }
+                tail = next;
+                n += 1;
+            }
+            (*tail).next = (*slab).free;
+            (*slab).free = head;
+            (*ss).remote_count.fetch_sub(n as usize, Ordering::Release);
+            if (*slab).flags & IN_PARTIAL == 0 {
+                self.link_partial_tail(slab);
+            }
+            let emptied = (*slab).used == n && (*ss).live == 1;
+            self.count_free(slab, n);
+            (n, emptied)
+        }
+    }
+
+    /// Whether other threads freed blocks (small or large) into this heap
+    /// that [`collect`](Self::collect) has not taken yet, or this heap holds
+    /// batches of blocks freed into others. Reads one atomic per SuperSlab
+    /// and large block.
+    pub fn has_pending(&self) -> bool {
+        if self.outgoing.blocks != 0 {
+            return true;
+        }
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs.
+            unsafe {
+                if (*ss).remote_count.load(Ordering::Relaxed) != 0 {
+                    return true;
+                }
+                ss = (*ss).next;
+            }
+        }
+        let mut h = self.large;
+        while !h.is_null() {
+            // SAFETY: list members are live large block headers.
+            unsafe {
+                if (*h).state.load(Ordering::Relaxed) != LARGE_LIVE {
+                    return true;
+                }
+                h = (*h).next;
+            }
+        }
+        false
     }
 }
 

@@ -1,17 +1,23 @@
 //! Exact statistics of one heap.
 //!
-//! The counters are kept on the paths that change them (no sampling), so a
-//! [`Stats`] snapshot is exact: it costs one pass over the classes and one
-//! over the heap's SuperSlabs (to sum the atomically counted remote frees).
+//! The fast paths keep one exact count per slab (`account.rs`); a [`Stats`]
+//! snapshot sums them when read: one pass over the heap's slab records, its
+//! SuperSlabs' pending counts and its large blocks. Nothing is sampled.
 //!
 //! Invariants:
-//! - `held_blocks == Σ classes[c].held_blocks - pending_remote`;
-//! - `cached_blocks == Σ classes[c].cached_blocks`;
+//! - `held_blocks == Σ classes[c].held_blocks + live large blocks - pending_remote`;
+//! - `free_blocks == Σ classes[c].free_blocks`;
 //! - `mapped_bytes == superslabs_mapped * superslab_size + large_mapped_bytes`.
 
 use core::fmt;
+use core::sync::atomic::Ordering;
 
+use crate::heap::Heap;
+use crate::large::LARGE_LIVE;
+use crate::page_source::PageSource;
 use crate::size_class::{class_size, NUM_CLASSES};
+use crate::slab::NO_CLASS;
+use crate::superslab::SuperSlab;
 
 /// Per-class figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -19,8 +25,9 @@ pub struct ClassStats {
     /// Blocks of this class held by the application, counting blocks freed
     /// by other threads that the owner has not collected yet.
     pub held_blocks: usize,
-    /// Blocks of this class cached in the owner's magazine.
-    pub cached_blocks: usize,
+    /// Carved blocks of this class on their slabs' free lists (ready for
+    /// reuse; not held).
+    pub free_blocks: usize,
 }
 
 /// A snapshot of a heap's exact figures.
@@ -34,8 +41,8 @@ pub struct Stats {
     /// Bytes held by the application: block sizes for small blocks,
     /// requested sizes for large ones (pending remote frees included).
     pub held_bytes: usize,
-    /// Blocks cached in magazines.
-    pub cached_blocks: usize,
+    /// Carved blocks on slab free lists (ready for reuse; not held).
+    pub free_blocks: usize,
     /// Blocks (small and large) freed by other threads and not yet collected.
     pub pending_remote: usize,
     /// SuperSlabs mapped now (retained ones included).
@@ -63,7 +70,7 @@ impl Stats {
         mapped_bytes: 0,
         held_blocks: 0,
         held_bytes: 0,
-        cached_blocks: 0,
+        free_blocks: 0,
         pending_remote: 0,
         superslabs_mapped: 0,
         superslabs_created: 0,
@@ -74,7 +81,7 @@ impl Stats {
         large_mapped_bytes: 0,
         classes: [ClassStats {
             held_blocks: 0,
-            cached_blocks: 0,
+            free_blocks: 0,
         }; NUM_CLASSES],
     };
 
@@ -83,7 +90,7 @@ impl Stats {
         self.mapped_bytes += o.mapped_bytes;
         self.held_blocks += o.held_blocks;
         self.held_bytes += o.held_bytes;
-        self.cached_blocks += o.cached_blocks;
+        self.free_blocks += o.free_blocks;
         self.pending_remote += o.pending_remote;
         self.superslabs_mapped += o.superslabs_mapped;
         self.superslabs_created += o.superslabs_created;
@@ -94,7 +101,7 @@ impl Stats {
         self.large_mapped_bytes += o.large_mapped_bytes;
         for (a, b) in self.classes.iter_mut().zip(o.classes.iter()) {
             a.held_blocks += b.held_blocks;
-            a.cached_blocks += b.cached_blocks;
+            a.free_blocks += b.free_blocks;
         }
     }
 }
@@ -123,7 +130,7 @@ impl fmt::Display for Stats {
             "  held            {:>12} B in {} blocks",
             self.held_bytes, self.held_blocks
         )?;
-        writeln!(f, "  cached blocks   {:>12}", self.cached_blocks)?;
+        writeln!(f, "  free blocks     {:>12}", self.free_blocks)?;
         writeln!(f, "  pending remote  {:>12}", self.pending_remote)?;
         writeln!(
             f,
@@ -138,18 +145,77 @@ impl fmt::Display for Stats {
             "  large blocks    {:>12} ({} B requested, {} B mapped)",
             self.large_count, self.large_bytes, self.large_mapped_bytes
         )?;
-        writeln!(f, "  {:>8} {:>12} {:>12}", "class", "held", "cached")?;
+        writeln!(f, "  {:>8} {:>12} {:>12}", "class", "held", "free")?;
         for (c, s) in self.classes.iter().enumerate() {
-            if s.held_blocks != 0 || s.cached_blocks != 0 {
+            if s.held_blocks != 0 || s.free_blocks != 0 {
                 writeln!(
                     f,
                     "  {:>8} {:>12} {:>12}",
                     class_size(c),
                     s.held_blocks,
-                    s.cached_blocks
+                    s.free_blocks
                 )?;
             }
         }
         Ok(())
+    }
+}
+
+impl<P: PageSource> Heap<P> {
+    /// An exact snapshot of this heap's figures, summed from its slabs.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::ZERO;
+        let mut pending = 0;
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs; their unit
+            // records are the heap's own (remote frees touch only `remote`).
+            unsafe {
+                pending += (*ss).remote_count.load(Ordering::Acquire);
+                let mut u = 0usize;
+                while u < self.geo.units as usize {
+                    let slab = SuperSlab::slab(ss, u);
+                    if (*slab).class == NO_CLASS {
+                        u += 1;
+                        continue;
+                    }
+                    let cs = &mut s.classes[(*slab).class as usize];
+                    cs.held_blocks += (*slab).used as usize;
+                    cs.free_blocks += ((*slab).carved() - (*slab).used) as usize;
+                    u += (*slab).span as usize;
+                }
+                ss = (*ss).next;
+            }
+        }
+        // Large blocks freed by other threads and not yet unmapped.
+        let mut h = self.large;
+        while !h.is_null() {
+            // SAFETY: list members are live large block headers.
+            unsafe {
+                if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
+                    pending += 1;
+                }
+                h = (*h).next;
+            }
+        }
+        let mut held_blocks = 0;
+        let mut held_bytes = 0;
+        for (c, cs) in s.classes.iter().enumerate() {
+            s.free_blocks += cs.free_blocks;
+            held_blocks += cs.held_blocks;
+            held_bytes += cs.held_blocks * class_size(c);
+        }
+        s.pending_remote = pending;
+        s.held_blocks = held_blocks + self.n.large_count - pending;
+        s.held_bytes = held_bytes + self.n.large_bytes;
+        s.superslabs_mapped = self.n.superslabs;
+        s.superslabs_created = self.n.created;
+        s.superslabs_released = self.n.released;
+        s.superslabs_retained = self.n.empty;
+        s.large_count = self.n.large_count;
+        s.large_bytes = self.n.large_bytes;
+        s.large_mapped_bytes = self.n.large_mapped;
+        s.mapped_bytes = self.n.superslabs * self.geo.superslab_size() + self.n.large_mapped;
+        s
     }
 }

@@ -10,22 +10,29 @@
 //! geometry's SuperSlab mask; the unit is `(addr - base) >> unit_shift`, and
 //! the unit's `head` names the slab it belongs to. No search.
 //!
+//! The heap's work on whole SuperSlabs lives here too: mapping one, its
+//! place in the heap's list and `known` cache, and its release when its last
+//! live slab empties (`on_empty`, beyond the retain policy).
+//!
 //! Invariants:
 //! - `magic == SS_MAGIC ^ base` while the SuperSlab is live, 0 once released;
-//! - `held` = Σ `slab.held` over its slabs (blocks held by the application
-//!   plus blocks pending in `remote_head`); exactly held by the application:
-//!   `held - remote_count`;
+//! - `live` = number of its slabs with `used > 0`; its held blocks are
+//!   exactly `Σ slab.used − remote_count`;
 //! - `free_units` has a bit for each unit that begins no slab and lies in no
-//!   slab's span; header-only units are never in it;
-//! - `class_mask` has (at least) the bit of every class with a slab here.
+//!   slab's span; header-only units are never in it; `empty_units` has the
+//!   units of its assigned slabs with `used == 0`;
+//! - while it is in the `known` cache, it is live and owned by the heap.
 
 use core::mem::{align_of, size_of};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::AtomicUsize;
 #[cfg(feature = "hardened")]
 use core::sync::atomic::Ordering;
-use core::sync::atomic::{AtomicPtr, AtomicUsize};
 
 use crate::config::Geometry;
-use crate::slab::{Block, Slab};
+use crate::heap::{Heap, KNOWN};
+use crate::page_source::PageSource;
+use crate::slab::{Slab, IN_PARTIAL, NO_CLASS};
 
 /// Magic of a live SuperSlab, XOR its base address.
 pub(crate) const SS_MAGIC: usize = 0x5355_5045_u32 as usize; // "SUPE"
@@ -36,26 +43,28 @@ pub(crate) const LARGE_MAGIC: usize = 0x4c41_5247_u32 as usize; // "LARG"
 /// word is the header's address.
 pub(crate) const LARGE_FORWARD_MAGIC: usize = 0x4657_4452_u32 as usize; // "FWDR"
 
-/// The header at the start of every SuperSlab.
-#[repr(C)]
+/// The header at the start of every SuperSlab. Its first cache line is read
+/// by other threads (lookups, remote frees); the second is the owner's.
+#[repr(C, align(64))]
 pub(crate) struct SuperSlab {
     /// `SS_MAGIC ^ base` while live.
     pub magic: usize,
     /// Id of the owning heap. Read by other threads to choose the remote path.
     pub owner: AtomicUsize,
-    /// Blocks freed by other threads, not yet collected by the owner.
-    pub remote_head: AtomicPtr<Block>,
-    /// Number of blocks pushed to `remote_head` and not yet collected; it is
-    /// raised before the push, so it never reads below the list's length.
+    /// Blocks freed by other threads and not yet collected by the owner
+    /// (on its slabs' remote lists, or batched in the freeing heap on their
+    /// way there). Raised before such a free returns, so it never reads below
+    /// the lists' total length.
     pub remote_count: AtomicUsize,
-    /// Blocks held by the application or pending remote collection.
-    pub held: usize,
+    _shared_line: [u8; 64 - 3 * size_of::<usize>()],
+    /// Slabs with `used > 0`; the SuperSlab is empty when it is 0.
+    pub live: u32,
     /// Units that are free (see module invariants).
     pub free_units: u64,
+    /// Units of assigned slabs that hold nothing (`used == 0`).
+    pub empty_units: u64,
     /// Units never written since they were mapped or decommitted.
     pub fresh_units: u64,
-    /// Classes that may have slabs here (used to evict cached blocks).
-    pub class_mask: u128,
     /// Free units whose pages (past the header) are decommitted; cleared
     /// when a unit is given to a slab.
     pub clean_units: u64,
@@ -71,6 +80,11 @@ const fn round_up(x: usize, to: usize) -> usize {
 
 /// Offset of the slab metadata array.
 const SLABS_OFFSET: usize = round_up(size_of::<SuperSlab>(), align_of::<Slab>());
+
+const _: () = assert!(
+    size_of::<SuperSlab>() == 128,
+    "two cache lines: shared, then the owner's"
+);
 
 /// Offset of the hardened allocation bitmap (one bit per 16 bytes).
 #[cfg(feature = "hardened")]
@@ -107,12 +121,12 @@ impl SuperSlab {
             ss.write(SuperSlab {
                 magic: SS_MAGIC ^ base as usize,
                 owner: AtomicUsize::new(owner),
-                remote_head: AtomicPtr::new(core::ptr::null_mut()),
                 remote_count: AtomicUsize::new(0),
-                held: 0,
+                _shared_line: [0; 64 - 3 * size_of::<usize>()],
+                live: 0,
                 free_units: geo.all_free_units(),
+                empty_units: 0,
                 fresh_units: if fresh { geo.all_free_units() } else { 0 },
-                class_mask: 0,
                 clean_units: if fresh { geo.all_free_units() } else { 0 },
                 next: core::ptr::null_mut(),
                 prev: core::ptr::null_mut(),
@@ -128,23 +142,6 @@ impl SuperSlab {
             );
         }
         ss
-    }
-
-    /// Resets a header to all-units-free without touching the slab memory.
-    /// Units that served slabs are neither fresh nor clean (those marks are
-    /// cleared when a unit is given to a slab), so they keep telling the truth.
-    ///
-    /// # Safety
-    /// `ss` is a live SuperSlab with no held block and no slab in any list.
-    pub unsafe fn reset(ss: *mut SuperSlab, geo: &Geometry) {
-        // SAFETY: per the caller `ss` is live and exclusively ours.
-        unsafe {
-            (*ss).free_units = geo.all_free_units();
-            (*ss).class_mask = 0;
-            for u in 0..geo.units {
-                Self::slab(ss, u as usize).write(Slab::unassigned(u));
-            }
-        }
     }
 
     /// Metadata of unit `unit`.
@@ -220,6 +217,137 @@ impl SuperSlab {
         let word = (ss as usize + bitmap_offset(units as usize)) as *const AtomicUsize;
         let bits = usize::BITS as usize;
         (word.wrapping_add(index / bits), 1usize << (index % bits))
+    }
+}
+
+impl<P: PageSource> Heap<P> {
+    /// Maps, initialises and links a new SuperSlab (empty until a slab of
+    /// it holds a block).
+    pub(crate) fn map_superslab(&mut self) -> Option<*mut SuperSlab> {
+        let size = self.geo.superslab_size();
+        let base = self.source.map(size, size)?;
+        // SAFETY: the source handed us `size` bytes aligned to `size`.
+        let ss = unsafe { SuperSlab::init(base.as_ptr(), &self.geo, self.id, P::MAPS_ZEROED) };
+        // SAFETY: `ss` is live and not yet in any list.
+        unsafe { self.link_superslab(ss) };
+        self.n.superslabs += 1;
+        self.n.created += 1;
+        self.n.empty += 1;
+        Some(ss)
+    }
+
+    /// A SuperSlab's last live slab just emptied: keep it (the retain
+    /// policy) or release it now.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab with `live == 0`.
+    #[cold]
+    pub(crate) unsafe fn on_empty(&mut self, ss: *mut SuperSlab) {
+        self.n.empty += 1;
+        if self.n.empty > self.cfg.retain {
+            // SAFETY: per the caller.
+            unsafe { self.release_superslab(ss) };
+        }
+    }
+
+    /// Removes every trace of an empty SuperSlab from the heap — its slabs
+    /// from the partial lists (at most one look per unit) — and unmaps it.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab with `live == 0`.
+    pub(crate) unsafe fn release_superslab(&mut self, ss: *mut SuperSlab) {
+        // SAFETY: per the caller; `live == 0` means no block is held or
+        // pending, so nothing outside this heap refers to the SuperSlab.
+        unsafe {
+            self.detach_superslab(ss);
+            self.unlink_superslab(ss);
+            (*ss).magic = 0;
+            self.source
+                .unmap(NonNull::new_unchecked(ss.cast()), self.geo.superslab_size());
+        }
+        self.n.empty -= 1;
+        self.n.superslabs -= 1;
+        self.n.released += 1;
+    }
+
+    /// Unlinks an empty SuperSlab's slabs from the partial lists.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab with `live == 0`.
+    pub(crate) unsafe fn detach_superslab(&mut self, ss: *mut SuperSlab) {
+        // SAFETY: per the caller; unit records are valid.
+        unsafe {
+            let mut u = 0usize;
+            while u < self.geo.units as usize {
+                let slab = SuperSlab::slab(ss, u);
+                if (*slab).class == NO_CLASS {
+                    u += 1;
+                    continue;
+                }
+                if (*slab).flags & IN_PARTIAL != 0 {
+                    self.unlink_partial(slab);
+                }
+                u += (*slab).span as usize;
+            }
+        }
+    }
+
+    /// Releases empty SuperSlabs until at most `keep` remain.
+    pub(crate) fn release_empty(&mut self, keep: usize) -> usize {
+        let mut released = 0;
+        let mut ss = self.superslabs;
+        while !ss.is_null() && self.n.empty > keep {
+            // SAFETY: list members are live owned SuperSlabs; `next` is read
+            // before `ss` may be released.
+            unsafe {
+                let next = (*ss).next;
+                if (*ss).live == 0 {
+                    self.release_superslab(ss);
+                    released += 1;
+                }
+                ss = next;
+            }
+        }
+        released
+    }
+
+    /// # Safety
+    /// `ss` is live, owned and in no list.
+    unsafe fn link_superslab(&mut self, ss: *mut SuperSlab) {
+        // SAFETY: per the caller.
+        unsafe {
+            (*ss).prev = ptr::null_mut();
+            (*ss).next = self.superslabs;
+            if !self.superslabs.is_null() {
+                (*self.superslabs).prev = ss;
+            }
+        }
+        self.superslabs = ss;
+        let base = ss as usize;
+        let slot = (base >> self.geo.superslab_shift) % KNOWN;
+        self.known[slot] = base;
+    }
+
+    /// # Safety
+    /// `ss` is in the heap's SuperSlab list.
+    unsafe fn unlink_superslab(&mut self, ss: *mut SuperSlab) {
+        // SAFETY: per the caller.
+        unsafe {
+            let (prev, next) = ((*ss).prev, (*ss).next);
+            if prev.is_null() {
+                self.superslabs = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+        }
+        let base = ss as usize;
+        let slot = (base >> self.geo.superslab_shift) % KNOWN;
+        if self.known[slot] == base {
+            self.known[slot] = 0;
+        }
     }
 }
 

@@ -1,7 +1,8 @@
-//! Exact accounting. Paths forced: `free_local` into the magazine and
-//! `drain_magazine` (cached blocks are not held), `on_empty` with the retain
-//! policy (`release_superslab` evicting cached blocks), `set_retain`,
-//! `flush`, `trim`, `release_slab` then `carve_slab` for another class in the
+//! Exact accounting. Paths forced: `free_local` onto the slab free list
+//! (free blocks are not held) and `count_free` emptying a slab that stays
+//! assigned and serves again, `on_empty` with the retain policy
+//! (`release_superslab` unlinking its slabs), `set_retain`, `flush`, `trim`,
+//! `release_empty_slabs` then `carve_slab` for another class in the
 //! same SuperSlab, lazy carving by the bump pointer over a page source whose
 //! fresh memory is not zero (`MAPS_ZEROED = false`, so `alloc_zeroed` must
 //! clear), and `decommit_free` (retained and in-use SuperSlabs) then reuse
@@ -49,8 +50,8 @@ fn consistent(heap: &Heap<&SimPages>, pages: &SimPages) -> Stats {
     assert!(s.superslabs_retained <= s.superslabs_mapped);
     assert!(s.superslabs_retained <= heap.config().retain);
     assert_eq!(
-        s.cached_blocks,
-        s.classes.iter().map(|c| c.cached_blocks).sum::<usize>()
+        s.free_blocks,
+        s.classes.iter().map(|c| c.free_blocks).sum::<usize>()
     );
     let held: usize = s.classes.iter().map(|c| c.held_blocks).sum();
     assert_eq!(s.held_blocks + s.pending_remote, held + s.large_count);
@@ -146,61 +147,54 @@ fn big_block() -> usize {
 }
 
 #[test]
-fn freed_blocks_are_cached_not_held() {
+fn freed_blocks_are_free_not_held() {
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, config(1)).unwrap();
-    let cap = heap.config().magazine_capacity as usize;
-    let n = 3 * cap + 5;
+    let n = 197;
     // 20 B requests are 32 B blocks (class 1); a 48 B block of class 2 stays.
     let other = heap.alloc(48, 8);
     let blocks: Vec<_> = (0..n).map(|_| heap.alloc(20, 8)).collect();
     let s = consistent(&heap, &pages);
     assert_eq!((s.held_blocks, s.held_bytes), (n + 1, n * 32 + 48));
     assert_eq!(s.classes[1].held_blocks, n);
-    assert_eq!(s.cached_blocks, 0);
+    assert_eq!(s.free_blocks, 0);
 
-    // The magazine holds up to `cap` blocks, then drains the older half.
-    let mut cached = 0;
+    // Every free is counted at once: off the held figures, on the free list.
     for (k, &p) in blocks.iter().enumerate() {
         free(&mut heap, p);
-        if cached >= cap {
-            cached /= 2;
-        }
-        cached += 1;
         let s = heap.stats();
         let held = n - k - 1;
         assert_eq!(s.held_blocks, held + 1, "after {} frees", k + 1);
         assert_eq!(s.held_bytes, held * 32 + 48);
         assert_eq!(s.classes[1].held_blocks, held);
-        assert_eq!(s.classes[1].cached_blocks, cached, "after {} frees", k + 1);
-        assert_eq!(s.cached_blocks, cached);
+        assert_eq!(s.classes[1].free_blocks, k + 1, "after {} frees", k + 1);
+        assert_eq!(s.free_blocks, k + 1);
         assert_eq!(s.classes[2].held_blocks, 1);
-        assert_eq!(s.classes[2].cached_blocks, 0);
+        assert_eq!(s.classes[2].free_blocks, 0);
         if k % 16 == 0 {
             consistent(&heap, &pages);
         }
     }
-    assert!(cached < n);
-    // An allocation takes from the magazine first.
+    // An allocation takes the block freed last (the free list is LIFO).
     let p = heap.alloc(32, 8);
+    assert_eq!(p, blocks[n - 1]);
     let s = consistent(&heap, &pages);
-    assert_eq!(s.classes[1].cached_blocks, cached - 1);
+    assert_eq!(s.classes[1].free_blocks, n - 1);
     assert_eq!(s.classes[1].held_blocks, 1);
     free(&mut heap, p);
-    // Per class: class 2's block goes to its own magazine.
     free(&mut heap, other);
     let s = consistent(&heap, &pages);
-    assert_eq!(s.classes[2].cached_blocks, 1);
-    assert_eq!(s.cached_blocks, cached + 1);
+    assert_eq!(s.classes[2].free_blocks, 1);
+    assert_eq!(s.free_blocks, n + 1);
     assert_eq!(s.held_blocks, 0);
-    // The SuperSlab is empty: held counts exclude cached blocks.
+    // The SuperSlab is empty: its slabs hold nothing.
     assert_eq!(s.superslabs_retained, 1);
 
-    // flush empties every magazine, changing nothing else.
+    // flush gives the empty slabs' units back, changing nothing else.
     heap.flush();
     let f = consistent(&heap, &pages);
-    assert_eq!(f.cached_blocks, 0);
-    assert!(f.classes.iter().all(|c| c.cached_blocks == 0));
+    assert_eq!(f.free_blocks, 0);
+    assert!(f.classes.iter().all(|c| c.free_blocks == 0));
     assert_eq!(f.held_blocks, 0);
     assert_eq!(f.superslabs_mapped, s.superslabs_mapped);
 }
@@ -216,10 +210,10 @@ fn flush_keeps_held_blocks_and_superslabs() {
         free(&mut heap, p);
     }
     let before = consistent(&heap, &pages);
-    assert!(before.cached_blocks > 0);
+    assert!(before.free_blocks > 0);
     heap.flush();
     let after = consistent(&heap, &pages);
-    assert_eq!(after.cached_blocks, 0);
+    assert!(after.free_blocks <= before.free_blocks);
     assert_eq!(after.held_blocks, kept.len());
     assert_eq!(after.held_bytes, before.held_bytes);
     assert_eq!(
@@ -302,11 +296,10 @@ fn set_retain_lowers_at_once_and_trim_releases_every_empty_superslab() {
     }
     let s = consistent(&heap, &pages);
     assert_eq!((s.superslabs_mapped, s.superslabs_retained), (3, 2));
-    assert!(s.cached_blocks > 0);
+    assert!(s.free_blocks > 0);
     assert_eq!(heap.trim(), 2);
     let s = consistent(&heap, &pages);
     assert_eq!((s.superslabs_mapped, s.superslabs_retained), (1, 0));
-    assert_eq!(s.cached_blocks, 0);
     assert_eq!(s.held_blocks, live.len());
     for p in live {
         free(&mut heap, p);
@@ -331,7 +324,7 @@ fn an_emptied_slab_serves_another_class() {
     let s = consistent(&heap, &pages);
     assert_eq!(s.superslabs_mapped, 1);
     assert!(blocks.len() * 16 > ss * 3 / 4, "{} blocks", blocks.len());
-    // Free them all, in order (the magazine keeps the last few cached).
+    // Free them all, in order (their slabs stay assigned, empty).
     for &p in &blocks {
         free(&mut heap, p);
     }
@@ -381,77 +374,35 @@ fn assert_distinct(fresh: &[*mut u8], live: &[*mut u8]) {
 }
 
 #[test]
-fn a_drain_that_empties_the_freed_blocks_slab_minimal() {
-    // Magazines of one block: freeing `a2` (its slab's last held block)
-    // first drains `a1` (the slab's last cached block) back to the slab.
+fn an_emptied_slab_stays_with_its_class_until_its_units_are_wanted() {
     let pages = SimPages::new();
-    let mut cfg = config(1);
-    cfg.magazine_capacity = 1;
-    let mut heap = guarded(&pages, cfg);
+    let mut heap = guarded(&pages, config(1));
     let keep = heap.alloc(100, 8);
-    let a1 = heap.alloc(16, 8);
-    let a2 = heap.alloc(16, 8);
-    free(&mut heap, a1);
-    free(&mut heap, a2);
+    // Empty a slab of 16 B blocks again and again: it is never remade.
+    let first = heap.alloc(16, 8);
+    free(&mut heap, first);
+    let sim = pages.stats();
+    for _ in 0..100 {
+        let p = heap.alloc(16, 8);
+        assert_eq!(p, first, "the emptied slab serves again");
+        free(&mut heap, p);
+    }
+    assert_eq!(pages.stats(), sim, "no page-source call in the loop");
     let s = consistent(&heap, &pages);
-    assert_eq!(s.held_blocks, 1);
+    assert_eq!((s.held_blocks, s.classes[0].free_blocks), (1, 1));
+    // A second free of a block of the empty slab is still a double free.
+    // SAFETY: `first` was freed; the heap must refuse it.
+    assert!(unsafe { heap.dealloc(first) }.is_err());
+    // Its units go back with a flush (or when another class needs them).
+    heap.flush();
+    let s = consistent(&heap, &pages);
+    assert_eq!((s.held_blocks, s.free_blocks), (1, 0));
     let fresh: Vec<_> = (0..3).map(|_| heap.alloc(16, 8)).collect();
     assert_distinct(&fresh, &[keep]);
     for p in fresh {
         free(&mut heap, p);
     }
     free(&mut heap, keep);
-    consistent(&heap, &pages);
-    drop(ManuallyDrop::into_inner(heap));
-}
-
-#[test]
-fn a_drain_that_empties_the_freed_blocks_slab() {
-    // The same with the default magazine capacity: a slab's other blocks are
-    // all in the older half of a full magazine when its last held block is
-    // freed.
-    let pages = SimPages::new();
-    let mut heap = guarded(&pages, config(1));
-    let geo = *heap.geometry();
-    let cap = heap.config().magazine_capacity as usize;
-    let size = big_block();
-    let c = hakmem_core::size_class::class_of(size).unwrap();
-    let span = geo.spans[c] as usize;
-    let mask = geo.superslab_mask();
-    // Slabs of a fresh SuperSlab are carved in unit order after the header.
-    let slab_of = |p: *mut u8| {
-        let off = p as usize & !mask;
-        (
-            p as usize & mask,
-            ((off >> geo.unit_shift) - geo.reserved_units as usize) / span,
-        )
-    };
-    let blocks: Vec<_> = (0..3 * cap).map(|_| heap.alloc(size, 8)).collect();
-    let first = slab_of(blocks[0]);
-    let (mine, others): (Vec<_>, Vec<_>) = blocks.iter().partition(|&&p| slab_of(p) == first);
-    assert!(
-        mine.len() >= 2 && mine.len() < cap,
-        "{} blocks in the slab",
-        mine.len()
-    );
-    let (last, rest) = mine.split_last().unwrap();
-    for &p in rest {
-        free(&mut heap, p);
-    }
-    let fill = cap - rest.len();
-    for &p in others.iter().rev().take(fill) {
-        free(&mut heap, p);
-    }
-    assert_eq!(heap.stats().classes[c].cached_blocks, cap, "magazine full");
-    consistent(&heap, &pages);
-    free(&mut heap, *last);
-    consistent(&heap, &pages);
-    let live: Vec<_> = others.iter().rev().skip(fill).copied().collect();
-    let fresh: Vec<_> = (0..2 * cap).map(|_| heap.alloc(size, 8)).collect();
-    assert_distinct(&fresh, &live);
-    for p in fresh.into_iter().chain(live) {
-        free(&mut heap, p);
-    }
     consistent(&heap, &pages);
     drop(ManuallyDrop::into_inner(heap));
 }
@@ -696,7 +647,7 @@ fn decommit_free_decommits_retained_superslabs_which_serve_again() {
     }
     let s = consistent(&heap, &pages);
     assert_eq!((s.superslabs_mapped, s.superslabs_retained), (2, 2));
-    assert!(s.cached_blocks > 0);
+    assert!(s.free_blocks > 0);
     assert_eq!(heap.committed_free(), 2);
     let sim = pages.stats();
     let bytes = heap.decommit_free();
@@ -723,7 +674,10 @@ fn decommit_free_decommits_retained_superslabs_which_serve_again() {
     );
     let s = consistent(&heap, &pages);
     assert_eq!((s.superslabs_mapped, s.superslabs_retained), (2, 2));
-    assert_eq!(s.cached_blocks, 0, "decommit_free flushes the magazines");
+    assert_eq!(
+        s.free_blocks, 0,
+        "decommit_free gives empty slabs' units back"
+    );
     assert_eq!(heap.committed_free(), 0);
     // Nothing left to decommit.
     assert_eq!(heap.decommit_free(), 0);
@@ -793,7 +747,7 @@ fn decommit_free_in_a_superslab_in_use() {
         let s = heap.stats();
         assert_eq!(s.held_blocks, live.len());
         assert_eq!(s.superslabs_mapped, before.superslabs_mapped);
-        assert_eq!(s.cached_blocks, 0);
+        assert!(s.free_blocks <= before.free_blocks);
         heap.check().unwrap();
         for &p in live {
             assert!(!src.is_decommitted(p as usize, size));

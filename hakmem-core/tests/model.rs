@@ -14,8 +14,7 @@
 //! - `realloc` in place (small blocks that stay in their class, large blocks
 //!   whose recorded size changes) and by move (prefix copied), and
 //!   `realloc(null)`;
-//! - magazines on (default capacity, so drains happen) and off (every free
-//!   goes straight to its slab); retain K = 0 and K = 2, so SuperSlabs are
+//! - retain K = 0 and K = 2, so SuperSlabs are
 //!   released the moment they empty or kept; periodic full drains, `flush`,
 //!   `trim` and `decommit_free` (then `alloc_zeroed` from decommitted
 //!   memory);
@@ -235,7 +234,6 @@ struct World<'p> {
     pages: &'p SimPages,
     heap: Heap<&'p SimPages>,
     geo: Geometry,
-    cfg: Config,
     rng: Rng,
     /// For messages: which run and step.
     what: String,
@@ -270,11 +268,10 @@ impl<'p> World<'p> {
             pages,
             heap,
             geo,
-            cfg,
             rng: Rng::new(seed),
             what: format!(
-                "seed {seed:#x}, superslab 2^{}, retain {}, magazines {}, faults {faults}",
-                cfg.superslab_shift, cfg.retain, cfg.magazine_capacity
+                "seed {seed:#x}, superslab 2^{}, retain {}, faults {faults}",
+                cfg.superslab_shift, cfg.retain
             ),
             step: 0,
             blocks: Vec::new(),
@@ -427,14 +424,6 @@ impl<'p> World<'p> {
                 "{ctx} classes[{c}] (size {}).held_blocks\n{s}",
                 class_size(c)
             );
-            if self.cfg.magazine_capacity == 0 {
-                assert_eq!(s.classes[c].cached_blocks, 0, "{ctx} cached, no magazines");
-            } else {
-                assert!(
-                    s.classes[c].cached_blocks <= self.cfg.magazine_capacity as usize,
-                    "{ctx} classes[{c}].cached_blocks over the magazine capacity\n{s}"
-                );
-            }
         }
         assert_eq!(s.large_count, self.large_count, "{ctx} large_count\n{s}");
         assert_eq!(s.large_bytes, self.large_bytes, "{ctx} large_bytes\n{s}");
@@ -448,9 +437,9 @@ impl<'p> World<'p> {
         );
         assert_eq!(s.pending_remote, 0, "{ctx} pending_remote\n{s}");
         assert_eq!(
-            s.cached_blocks,
-            s.classes.iter().map(|c| c.cached_blocks).sum::<usize>(),
-            "{ctx} cached_blocks\n{s}"
+            s.free_blocks,
+            s.classes.iter().map(|c| c.free_blocks).sum::<usize>(),
+            "{ctx} free_blocks\n{s}"
         );
         assert_eq!(
             self.pages.mapped_bytes(),
@@ -693,13 +682,13 @@ impl<'p> World<'p> {
         self.log(|| ["flush", "trim", "collect", "decommit_free"][op].to_string());
         match op {
             0 => {
+                let held = self.heap.stats().held_blocks;
                 self.heap.flush();
-                assert_eq!(self.heap.stats().cached_blocks, 0, "{} flush", self.ctx());
+                assert_eq!(self.heap.stats().held_blocks, held, "{} flush", self.ctx());
             }
             1 => {
                 self.heap.trim();
                 let s = self.heap.stats();
-                assert_eq!(s.cached_blocks, 0, "{} trim\n{s}", self.ctx());
                 assert_eq!(s.superslabs_retained, 0, "{} trim\n{s}", self.ctx());
             }
             2 => assert_eq!(self.heap.collect(), 0, "{} collect", self.ctx()),
@@ -813,13 +802,10 @@ impl<'p> World<'p> {
     }
 }
 
-/// `base` with retain K and magazine capacity chosen by the bits of `i`.
+/// `base` with retain K chosen by the low bit of `i`.
 fn config(base: Config, i: u64) -> Config {
     let mut c = base;
     c.retain = if i & 1 == 0 { 0 } else { 2 };
-    if i & 2 != 0 {
-        c.magazine_capacity = 0;
-    }
     c
 }
 
@@ -976,46 +962,4 @@ fn realloc_in_place_of_a_large_block_records_its_size() {
     assert_eq!(s.held_bytes, 3000);
     // SAFETY: live, and not used afterwards.
     unsafe { heap.dealloc(q) }.unwrap();
-}
-
-/// A free that finds the magazine full drains its older half first; when
-/// that returns the last cached blocks of the freed block's own slab (whose
-/// held count already dropped to 0), the slab is released, and the freed
-/// block must not then be cached in the magazine.
-#[test]
-fn magazine_drain_keeps_the_freed_blocks_slab() {
-    // Magazines of one block: two frees suffice.
-    let pages = SimPages::new();
-    let mut cfg = Config::DEFAULT;
-    cfg.magazine_capacity = 1;
-    let mut heap = Heap::new(&pages, cfg).unwrap();
-    let (a, b) = (heap.alloc(16, 8), heap.alloc(16, 8));
-    // SAFETY: live, and not used afterwards.
-    unsafe { heap.dealloc(a) }.unwrap();
-    // SAFETY: as above.
-    unsafe { heap.dealloc(b) }.unwrap();
-    heap.check().unwrap();
-    let again: Vec<*mut u8> = (0..3).map(|_| heap.alloc(16, 8)).collect();
-    assert!(
-        again[0] != again[1] && again[1] != again[2] && again[0] != again[2],
-        "a live block handed out twice: {again:?}"
-    );
-
-    // The default capacity (64): a slab's other blocks in the older half of
-    // a full magazine, then its last held block freed.
-    let pages = SimPages::new();
-    let mut heap = Heap::new(&pages, Config::DEFAULT).unwrap();
-    let blocks: Vec<*mut u8> = (0..72).map(|_| heap.alloc(16 * KIB, 16)).collect();
-    // Slabs of the 16 KiB class span 4 units (128 KiB), carved from unit 0.
-    let slab = |p: *mut u8| p as usize >> 17;
-    let (mine, others): (Vec<*mut u8>, Vec<*mut u8>) =
-        blocks.iter().partition(|&&p| slab(p) == slab(blocks[0]));
-    for &p in mine[1..].iter().chain(&others[..64 - (mine.len() - 1)]) {
-        // SAFETY: live, and not used afterwards.
-        unsafe { heap.dealloc(p) }.unwrap();
-    }
-    assert_eq!(heap.stats().cached_blocks, 64);
-    // SAFETY: live, and not used afterwards.
-    unsafe { heap.dealloc(mine[0]) }.unwrap();
-    heap.check().unwrap();
 }

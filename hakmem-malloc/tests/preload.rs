@@ -326,7 +326,6 @@ fn api_semantics() {
 fn api_semantics_with_options() {
     // Every option changed at once: still the same semantics.
     let env = [
-        ("HAKMEM_MAGAZINE", "0"),
         ("HAKMEM_RETAIN", "0"),
         ("HAKMEM_PURGE_DELAY_MS", "0"),
         ("HAKMEM_BACKGROUND", "0"),
@@ -411,8 +410,8 @@ fn threads_churn() {
 }
 
 #[test]
-fn threads_churn_without_background_thread_or_magazines() {
-    let env = [("HAKMEM_BACKGROUND", "0"), ("HAKMEM_MAGAZINE", "0")];
+fn threads_churn_without_background_thread() {
+    let env = [("HAKMEM_BACKGROUND", "0")];
     run_c("threads", &["churn"], &env).assert_ok("threads ok");
 }
 

@@ -9,7 +9,6 @@
 //! |---|---|---|
 //! | `HAKMEM_RETAIN` | 4 | empty SuperSlabs each heap keeps mapped for reuse (decommitted after the purge delay) |
 //! | `HAKMEM_PURGE_DELAY_MS` | 500 | how long retained memory stays committed, and how often the background thread collects remote frees; 0 decommits at once |
-//! | `HAKMEM_MAGAZINE` | 64 | blocks cached per size class per thread; 0 disables |
 //! | `HAKMEM_BACKGROUND` | 1 | run the background thread that returns memory of idle and dead threads |
 //! | `HAKMEM_SHOW_STATS` | 0 | print the stats table to stderr at exit |
 //! | `HAKMEM_VERBOSE` | 0 | print the configuration and background events to stderr |
@@ -22,7 +21,7 @@ use hakmem_core::Config as CoreConfig;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The core's configuration for every thread heap (SuperSlab size,
-    /// retain count, magazine capacity).
+    /// retain count).
     pub core: CoreConfig,
     /// Milliseconds an empty retained SuperSlab stays committed before the
     /// background thread decommits it; also the period at which it collects
@@ -63,7 +62,6 @@ impl Config {
             match (name, num) {
                 (b"RETAIN", Some(n)) => self.core.retain = n as usize,
                 (b"PURGE_DELAY_MS", Some(n)) => self.purge_delay_ms = n,
-                (b"MAGAZINE", Some(n)) => self.core.magazine_capacity = n.min(1 << 16) as u32,
                 (b"BACKGROUND", Some(n)) => self.background = n != 0,
                 (b"SHOW_STATS", Some(n)) => self.show_stats = n != 0,
                 (b"VERBOSE", Some(n)) => self.verbose = n != 0,

@@ -40,7 +40,8 @@ pub use linux::LinuxPages;
 pub use stats::{stats, thread_stats, GlobalStats};
 
 /// Returns now what the background thread would return later: the calling
-/// thread's empty SuperSlabs (retained ones included) and cached blocks,
+/// thread's empty SuperSlabs (retained ones included) and empty slabs,
+/// the batches of blocks it freed into other heaps,
 /// frees other threads made into its heap, and the memory of dead threads'
 /// heaps. Returns the number of SuperSlabs released.
 pub fn trim() -> usize {

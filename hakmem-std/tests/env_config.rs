@@ -38,10 +38,9 @@ fn child_reports_its_config() {
     // Give the background thread time to start if it is going to.
     std::thread::sleep(std::time::Duration::from_millis(100));
     println!(
-        "CONFIG purge_delay_ms={} retain={} magazine={} background={} show_stats={} verbose={} superslab_shift={} thread={}",
+        "CONFIG purge_delay_ms={} retain={} background={} show_stats={} verbose={} superslab_shift={} thread={}",
         c.purge_delay_ms,
         c.core.retain,
-        c.core.magazine_capacity,
         c.background,
         c.show_stats,
         c.verbose,
@@ -114,13 +113,11 @@ fn variables_set_the_config() {
     let out = run_child(&[
         ("HAKMEM_PURGE_DELAY_MS", "123"),
         ("HAKMEM_RETAIN", "3"),
-        ("HAKMEM_MAGAZINE", "7"),
         ("HAKMEM_BACKGROUND", "0"),
     ]);
     let cfg = config_line(&out);
     assert_eq!(get(&cfg, "purge_delay_ms"), "123");
     assert_eq!(get(&cfg, "retain"), "3");
-    assert_eq!(get(&cfg, "magazine"), "7");
     assert_eq!(get(&cfg, "background"), "false");
     assert_eq!(get(&cfg, "show_stats"), "false");
     assert_eq!(get(&cfg, "verbose"), "false");
@@ -140,7 +137,6 @@ fn defaults_without_variables() {
     let cfg = config_line(&out);
     assert_eq!(get(&cfg, "purge_delay_ms"), "500");
     assert_eq!(get(&cfg, "retain"), "4");
-    assert_eq!(get(&cfg, "magazine"), "64");
     assert_eq!(get(&cfg, "background"), "true");
     assert_eq!(get(&cfg, "thread"), "true");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -155,19 +151,14 @@ fn malformed_values_keep_the_defaults() {
     let out = run_child(&[
         ("HAKMEM_PURGE_DELAY_MS", "-5"),
         ("HAKMEM_RETAIN", "three"),
-        ("HAKMEM_MAGAZINE", ""),
         ("HAKMEM_BACKGROUND", "off"),
         ("HAKMEM_SHOW_STATS", "1x"),
     ]);
     let cfg = config_line(&out);
     assert_eq!(get(&cfg, "purge_delay_ms"), "500");
     assert_eq!(get(&cfg, "retain"), "4");
-    assert_eq!(get(&cfg, "magazine"), "64");
     assert_eq!(get(&cfg, "background"), "true");
     assert_eq!(get(&cfg, "show_stats"), "false");
-    // Out-of-range magazine sizes are capped, not ignored.
-    let out = run_child(&[("HAKMEM_MAGAZINE", "999999999")]);
-    assert_eq!(get(&config_line(&out), "magazine"), "65536");
 }
 
 #[test]
@@ -186,7 +177,7 @@ fn show_stats_prints_the_table_at_exit() {
     for field in [
         "mapped",
         "held",
-        "cached blocks",
+        "free blocks",
         "pending remote",
         "superslabs",
     ] {
