@@ -214,6 +214,21 @@ impl<P: PageSource> Heap<P> {
             ensure(count == self.n.large_count, "large count", 0)?;
             ensure(bytes == self.n.large_bytes, "large bytes", 0)?;
             ensure(mapped == self.n.large_mapped, "large mapped bytes", 0)?;
+            let cache = &self.large_cache;
+            ensure(
+                cache.len <= self.cfg.large_cache.min(crate::large::LARGE_CACHE_MAX),
+                "large cache within its bound",
+                0,
+            )?;
+            let cached: usize = cache.regions[..cache.len].iter().map(|r| r.size).sum();
+            ensure(cached == self.n.large_cached, "large cached bytes", 0)?;
+            for r in &cache.regions[..cache.len] {
+                ensure(
+                    self.source.contains(r.base as usize) && *r.base.cast::<usize>() == 0,
+                    "cached region mapped, without a header",
+                    r.base as usize,
+                )?;
+            }
         }
         Ok(())
     }

@@ -39,6 +39,11 @@ pub struct Config {
     /// Empty SuperSlabs kept mapped for reuse (the retain policy, K).
     /// Default 1; 0 returns every empty SuperSlab at once.
     pub retain: usize,
+    /// Freed large blocks whose regions are kept mapped for reuse (their
+    /// pages are still decommitted by `decommit_free`, and unmapped by
+    /// `trim`). Default 0 (each freed large block is unmapped at once);
+    /// capped to 8. hakmem-std sets 4.
+    pub large_cache: usize,
 }
 
 impl Config {
@@ -47,6 +52,7 @@ impl Config {
         superslab_shift: DEFAULT_SUPERSLAB_SHIFT,
         slab_shift: 0,
         retain: 1,
+        large_cache: 0,
     };
 
     /// A small geometry for small RAM (and for Miri): 16 KiB SuperSlabs of
@@ -55,6 +61,7 @@ impl Config {
         superslab_shift: MIN_SUPERSLAB_SHIFT,
         slab_shift: 10,
         retain: 1,
+        large_cache: 0,
     };
 
     /// Checks the configuration and derives the geometry.

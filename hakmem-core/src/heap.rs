@@ -40,11 +40,11 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::{Config, ConfigError, Geometry};
 use crate::error::{FreeError, FreeErrorKind};
-use crate::large::{LargeBlock, LARGE_LIVE};
+use crate::large::{LargeBlock, LargeCache, LARGE_LIVE};
 use crate::locate::{self, Found};
 use crate::page_source::PageSource;
 use crate::remote::Outgoing;
-use crate::size_class::{class_for, EXACT_MAX, MIN_ALIGN, NUM_CLASSES};
+use crate::size_class::{class_for, class_of_table, EXACT_MAX, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
 use crate::slab::{corrupted, free_tag, Block, Slab, FRESH, IN_PARTIAL};
 use crate::superslab::SuperSlab;
 
@@ -54,7 +54,7 @@ static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
 /// Entries in the cache of owned SuperSlab bases (direct-mapped by address:
 /// SuperSlabs mapped one after another fill it without collisions up to
 /// this many).
-pub(crate) const KNOWN: usize = 64;
+pub(crate) const KNOWN: usize = 256;
 
 /// Counters of the heap as a whole, kept on the paths that change them.
 #[derive(Default)]
@@ -71,6 +71,8 @@ pub(crate) struct Counters {
     pub large_count: usize,
     pub large_bytes: usize,
     pub large_mapped: usize,
+    /// Bytes of freed large regions kept for reuse (`large.rs`).
+    pub large_cached: usize,
 }
 
 /// A single-owner heap over a [`PageSource`].
@@ -101,6 +103,8 @@ pub struct Heap<P: PageSource> {
     pub(crate) superslabs: *mut SuperSlab,
     /// Every live large block this heap owns (doubly linked).
     pub(crate) large: *mut LargeBlock,
+    /// Freed large regions kept for reuse.
+    pub(crate) large_cache: LargeCache,
     pub(crate) n: Counters,
 }
 
@@ -127,6 +131,7 @@ impl<P: PageSource> Heap<P> {
             id: NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed),
             superslabs: ptr::null_mut(),
             large: ptr::null_mut(),
+            large_cache: LargeCache::EMPTY,
             n: Counters::default(),
         })
     }
@@ -164,7 +169,7 @@ impl<P: PageSource> Heap<P> {
     /// Allocates `size` bytes aligned to `align` (a power of two). Returns
     /// null when out of memory, on an invalid alignment or a size too large;
     /// the heap stays fully usable. Size 0 gets a unique minimal block.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
         if size <= EXACT_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
             return self.alloc_class(size.saturating_sub(1) / MIN_ALIGN, false);
@@ -174,6 +179,7 @@ impl<P: PageSource> Heap<P> {
 
     /// Like [`alloc`](Self::alloc), with the bytes zeroed. Fresh memory from a
     /// page source that maps zeroed pages is not cleared again.
+    #[inline]
     pub fn alloc_zeroed(&mut self, size: usize, align: usize) -> *mut u8 {
         if size <= EXACT_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
             return self.alloc_class(size.saturating_sub(1) / MIN_ALIGN, true);
@@ -181,7 +187,22 @@ impl<P: PageSource> Heap<P> {
         self.alloc_general(size, align, true)
     }
 
+    #[inline(always)]
     fn alloc_general(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        // Common sizes at the default alignment: one table load. (Every
+        // class is a multiple of 16, so any class serves alignment 16.)
+        if size <= TABLE_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
+            let c = class_of_table(size);
+            if c < self.geo.slab_classes {
+                return self.alloc_class(c, zero);
+            }
+        }
+        self.alloc_aligned_or_large(size, align, zero)
+    }
+
+    /// Over-aligned requests, and sizes past the table or the slab classes.
+    #[inline(never)]
+    fn alloc_aligned_or_large(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         if !align.is_power_of_two() || size > isize::MAX as usize - align {
             return ptr::null_mut();
         }

@@ -1,6 +1,10 @@
 //! Large blocks: requests beyond the largest slab class (or aligned beyond a
-//! slab unit) get a region of their own from the page source and give it
-//! straight back when freed.
+//! slab unit) get a region of their own from the page source. A freed
+//! region is kept for reuse in a small cache (`Config::large_cache`
+//! regions; the oldest goes back when the cache is full), so a program that
+//! replaces a big buffer in a loop neither maps nor faults in fresh pages
+//! each time; `decommit_free` gives the cached regions' pages back (the
+//! backends call it after their purge delay) and `trim` unmaps them.
 //!
 //! ```text
 //! align < SuperSlab:   | LargeBlock | pad | user data ...        |   region aligned to the SuperSlab size
@@ -13,8 +17,11 @@
 //! Invariants:
 //! - `magic == LARGE_MAGIC ^ header address` while live;
 //! - `user + size <= base + map_size`; `state` goes LIVE → FREEING → FREED
-//!   only by a remote free, and the owner unmaps only LIVE (its own free) or
-//!   FREED blocks.
+//!   only by a remote free, and the owner unmaps (or caches) only LIVE (its
+//!   own free) or FREED blocks;
+//! - a cached region holds no header (its first word is 0), is mapped, and
+//!   is counted in `Counters::large_cached`; at most `Config::large_cache`
+//!   of them.
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
@@ -31,6 +38,39 @@ pub(crate) const LARGE_LIVE: usize = 0;
 pub(crate) const LARGE_FREEING: usize = 1;
 /// Freed remotely; the owner unmaps it at its next collect.
 pub(crate) const LARGE_FREED: usize = 2;
+
+/// Most freed large regions a heap may keep ([`Config::large_cache`] is
+/// capped to this).
+///
+/// [`Config::large_cache`]: crate::Config::large_cache
+pub const LARGE_CACHE_MAX: usize = 8;
+
+/// A freed large block's region, kept for reuse.
+#[derive(Clone, Copy)]
+pub(crate) struct CachedRegion {
+    pub base: *mut u8,
+    pub size: usize,
+    /// Its pages past the first are decommitted.
+    pub clean: bool,
+}
+
+/// The heap's cache of freed large regions, oldest first.
+pub(crate) struct LargeCache {
+    pub regions: [CachedRegion; LARGE_CACHE_MAX],
+    pub len: usize,
+}
+
+impl LargeCache {
+    /// No region.
+    pub const EMPTY: LargeCache = LargeCache {
+        regions: [CachedRegion {
+            base: ptr::null_mut(),
+            size: 0,
+            clean: false,
+        }; LARGE_CACHE_MAX],
+        len: 0,
+    };
+}
 
 /// The header of a large block.
 #[repr(C)]
@@ -109,10 +149,13 @@ impl<P: PageSource> Heap<P> {
         if total > isize::MAX as usize {
             return ptr::null_mut();
         }
-        let Some(base) = self.source.map(total, map_align.max(page)) else {
-            return ptr::null_mut();
+        let (base, total, fresh) = match self.take_cached_region(total, map_align.max(page)) {
+            Some(r) => r,
+            None => match self.source.map(total, map_align.max(page)) {
+                Some(base) => (base.as_ptr(), total, true),
+                None => return ptr::null_mut(),
+            },
         };
-        let base = base.as_ptr();
         // SAFETY: the region is ours, `total` bytes, and both offsets are
         // inside it (user_off + size <= total; header_off + header < user_off).
         unsafe {
@@ -139,7 +182,7 @@ impl<P: PageSource> Heap<P> {
                 (*self.large).prev = h;
             }
             self.large = h;
-            if zero && !P::MAPS_ZEROED {
+            if zero && !(fresh && P::MAPS_ZEROED) {
                 ptr::write_bytes(user, 0, size);
             }
             self.n.large_count += 1;
@@ -149,7 +192,8 @@ impl<P: PageSource> Heap<P> {
         }
     }
 
-    /// Unlinks and unmaps an owned large block.
+    /// Unlinks an owned large block and keeps its region for reuse (or
+    /// unmaps it).
     ///
     /// # Safety
     /// `h` is a live large block of this heap that nobody uses any more.
@@ -170,8 +214,115 @@ impl<P: PageSource> Heap<P> {
             self.n.large_mapped -= (*h).map_size;
             let (base, size) = ((*h).base, (*h).map_size);
             (*h).magic = 0;
-            self.source.unmap(NonNull::new_unchecked(base), size);
+            // A remotely freed block's body was decommitted already.
+            let clean = (*h).state.load(Ordering::Relaxed) == LARGE_FREED && P::CAN_DECOMMIT;
+            self.cache_region(base, size, clean);
         }
+    }
+
+    /// Puts a freed large block's region in the cache (the oldest entry goes
+    /// back to the page source when the cache is full), or unmaps it when
+    /// the cache is off.
+    ///
+    /// # Safety
+    /// `[base, base + size)` is a region of this heap's source that nothing
+    /// uses, its first word cleared.
+    unsafe fn cache_region(&mut self, base: *mut u8, size: usize, clean: bool) {
+        let keep = self.cfg.large_cache.min(LARGE_CACHE_MAX);
+        if keep == 0 {
+            // SAFETY: per the caller.
+            unsafe { self.source.unmap(NonNull::new_unchecked(base), size) };
+            return;
+        }
+        if self.large_cache.len == keep {
+            self.uncache_region(0);
+        }
+        // Ensure the header word reads as "no block" (the caller cleared the
+        // magic; the forward of a super-aligned block sits at `base` too).
+        // SAFETY: `base` starts the region (per the caller).
+        unsafe { base.cast::<usize>().write(0) };
+        let i = self.large_cache.len;
+        self.large_cache.regions[i] = CachedRegion { base, size, clean };
+        self.large_cache.len += 1;
+        self.n.large_cached += size;
+    }
+
+    /// Unmaps cache entry `i`, keeping the others in their order.
+    fn uncache_region(&mut self, i: usize) {
+        let r = self.large_cache.regions[i];
+        self.large_cache
+            .regions
+            .copy_within(i + 1..self.large_cache.len, i);
+        self.large_cache.len -= 1;
+        self.n.large_cached -= r.size;
+        // SAFETY: a cached region is a mapped region nothing uses.
+        unsafe { self.source.unmap(NonNull::new_unchecked(r.base), r.size) };
+    }
+
+    /// A cached region of at least `total` bytes (and at most twice that)
+    /// aligned to `align`, newest first; recommitted if it was decommitted.
+    /// Returns its base, its size, and whether it reads as fresh memory.
+    fn take_cached_region(&mut self, total: usize, align: usize) -> Option<(*mut u8, usize, bool)> {
+        let n = self.large_cache.len;
+        let i = (0..n).rev().find(|&i| {
+            let r = &self.large_cache.regions[i];
+            r.size >= total && r.size / 2 <= total && r.base as usize % align == 0
+        })?;
+        let r = self.large_cache.regions[i];
+        if r.clean {
+            let page = self.source.page_size();
+            // SAFETY: the body past the first page was decommitted by us.
+            if !unsafe {
+                self.source
+                    .recommit(NonNull::new_unchecked(r.base.add(page)), r.size - page)
+            } {
+                return None;
+            }
+        }
+        self.large_cache.regions.copy_within(i + 1..n, i);
+        self.large_cache.len -= 1;
+        self.n.large_cached -= r.size;
+        // Decommitted pages read as zero again where the source maps zeroed
+        // pages; the first page was written (header, cleared word).
+        Some((r.base, r.size, false))
+    }
+
+    /// Decommits the cached regions' pages (past each first page). Returns
+    /// the bytes decommitted.
+    pub(crate) fn decommit_cached_regions(&mut self) -> usize {
+        if !P::CAN_DECOMMIT {
+            return 0;
+        }
+        let page = self.source.page_size();
+        let mut bytes = 0;
+        for r in &mut self.large_cache.regions[..self.large_cache.len] {
+            if !r.clean && r.size > page {
+                // SAFETY: a cached region is mapped and unused.
+                unsafe {
+                    self.source
+                        .decommit(NonNull::new_unchecked(r.base.add(page)), r.size - page)
+                };
+                r.clean = true;
+                bytes += r.size - page;
+            }
+        }
+        bytes
+    }
+
+    /// Whether a cached region still has committed pages.
+    pub(crate) fn has_dirty_cached_region(&self) -> bool {
+        self.large_cache.regions[..self.large_cache.len]
+            .iter()
+            .any(|r| !r.clean)
+    }
+
+    /// Unmaps every cached region. Returns how many.
+    pub(crate) fn release_cached_regions(&mut self) -> usize {
+        let n = self.large_cache.len;
+        while self.large_cache.len > 0 {
+            self.uncache_region(self.large_cache.len - 1);
+        }
+        n
     }
 
     /// Unmaps the large blocks other threads freed. Returns how many.

@@ -4,9 +4,10 @@
 //! Policy (when) belongs to the backends; this file is the mechanism (how):
 //! - [`Heap::flush`]: batches handed over, remote frees collected, every
 //!   empty slab's units back to its SuperSlab;
-//! - [`Heap::trim`]: flush, then every empty SuperSlab unmapped;
-//! - [`Heap::decommit_free`]: flush, then the pages of free units (and of
-//!   retained SuperSlabs) decommitted.
+//! - [`Heap::trim`]: flush, then every empty SuperSlab and cached large
+//!   region unmapped;
+//! - [`Heap::decommit_free`]: flush, then the pages of free units (retained
+//!   SuperSlabs' included) and of cached large regions decommitted.
 //!
 //! Invariants: a unit in `clean_units` is free and its pages past the header
 //! are decommitted; a unit in `fresh_units` reads as zero (where the source
@@ -39,6 +40,7 @@ impl<P: PageSource> Heap<P> {
     /// whatever the retain policy. Returns how many were released.
     pub fn trim(&mut self) -> usize {
         self.flush();
+        self.release_cached_regions();
         self.release_empty(0)
     }
 
@@ -53,7 +55,7 @@ impl<P: PageSource> Heap<P> {
             return 0;
         }
         self.flush();
-        let mut bytes = 0;
+        let mut bytes = self.decommit_cached_regions();
         let mut ss = self.superslabs;
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.
@@ -106,10 +108,11 @@ impl<P: PageSource> Heap<P> {
     }
 
     /// SuperSlabs with free memory still committed: free units not yet
-    /// decommitted, or slabs that hold nothing (empty SuperSlabs' included).
-    /// What [`decommit_free`](Self::decommit_free) would give back.
+    /// decommitted, or slabs that hold nothing (empty SuperSlabs' included);
+    /// plus one if a cached large region has committed pages. What
+    /// [`decommit_free`](Self::decommit_free) would give back.
     pub fn committed_free(&self) -> usize {
-        let mut n = 0;
+        let mut n = usize::from(self.has_dirty_cached_region());
         let mut ss = self.superslabs;
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.

@@ -318,10 +318,12 @@ impl<P: PageSource> Heap<P> {
         // chain with Release before it is reachable, so its links are
         // visible after our Acquire; each is a counted block of `slab`.
         unsafe {
-            let head = (*slab).remote.swap(ptr::null_mut(), Ordering::Acquire);
-            if head.is_null() {
+            // A plain load first: most slabs have nothing pending, and a
+            // swap would take the line exclusive for nothing.
+            if (*slab).remote.load(Ordering::Relaxed).is_null() {
                 return (0, false);
             }
+            let head = (*slab).remote.swap(ptr::null_mut(), Ordering::Acquire);
             let mut n = 1;
             let mut tail = head;
             loop {

@@ -89,6 +89,33 @@ pub const fn class_of(size: usize) -> Option<usize> {
     )
 }
 
+/// Largest size [`class_of_table`] answers: 8 KiB, a 513-byte table.
+pub const TABLE_MAX: usize = 8192;
+
+/// `class_of` for every multiple of 16 up to [`TABLE_MAX`], indexed by
+/// `ceil(size / 16)`, built at compile time.
+static CLASS_TABLE: [u8; TABLE_MAX / MIN_ALIGN + 1] = {
+    let mut t = [0u8; TABLE_MAX / MIN_ALIGN + 1];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = match class_of(i * MIN_ALIGN) {
+            Some(c) => c as u8,
+            None => panic!("the table covers class sizes only"),
+        };
+        i += 1;
+    }
+    t
+};
+
+/// [`class_of`] by one table load, for `size <= TABLE_MAX` (the allocation
+/// path's common case). Every class is a multiple of 16, so the class of
+/// `size` is that of `size` rounded up to 16.
+#[inline(always)]
+pub fn class_of_table(size: usize) -> usize {
+    debug_assert!(size <= TABLE_MAX);
+    CLASS_TABLE[size.div_ceil(MIN_ALIGN)] as usize
+}
+
 /// The alignment every block of a class gets for free when its slab starts
 /// suitably aligned: the largest power of two dividing the class size.
 #[inline]
@@ -161,6 +188,13 @@ mod tests {
             let b = class_size(class_of(size).unwrap());
             assert!((b - size) * 8 < b, "size {size} -> block {b}");
             size += step;
+        }
+    }
+
+    #[test]
+    fn the_table_agrees_with_the_computation() {
+        for size in 0..=TABLE_MAX {
+            assert_eq!(Some(class_of_table(size)), class_of(size), "size {size}");
         }
     }
 

@@ -7,7 +7,8 @@
 //! Invariants:
 //! - `held_blocks == Σ classes[c].held_blocks + live large blocks - pending_remote`;
 //! - `free_blocks == Σ classes[c].free_blocks`;
-//! - `mapped_bytes == superslabs_mapped * superslab_size + large_mapped_bytes`.
+//! - `mapped_bytes == superslabs_mapped * superslab_size + large_mapped_bytes
+//!   + large_cached_bytes`.
 
 use core::fmt;
 use core::sync::atomic::Ordering;
@@ -60,6 +61,11 @@ pub struct Stats {
     pub large_bytes: usize,
     /// Bytes mapped for live large blocks.
     pub large_mapped_bytes: usize,
+    /// Bytes of freed large blocks' regions kept mapped for reuse
+    /// (`Config::large_cache`).
+    pub large_cached_bytes: usize,
+    /// Freed large blocks' regions kept mapped for reuse.
+    pub large_cached_regions: usize,
     /// Per-class figures, indexed by size class.
     pub classes: [ClassStats; NUM_CLASSES],
 }
@@ -79,6 +85,8 @@ impl Stats {
         large_count: 0,
         large_bytes: 0,
         large_mapped_bytes: 0,
+        large_cached_bytes: 0,
+        large_cached_regions: 0,
         classes: [ClassStats {
             held_blocks: 0,
             free_blocks: 0,
@@ -99,6 +107,8 @@ impl Stats {
         self.large_count += o.large_count;
         self.large_bytes += o.large_bytes;
         self.large_mapped_bytes += o.large_mapped_bytes;
+        self.large_cached_bytes += o.large_cached_bytes;
+        self.large_cached_regions += o.large_cached_regions;
         for (a, b) in self.classes.iter_mut().zip(o.classes.iter()) {
             a.held_blocks += b.held_blocks;
             a.free_blocks += b.free_blocks;
@@ -142,8 +152,8 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "  large blocks    {:>12} ({} B requested, {} B mapped)",
-            self.large_count, self.large_bytes, self.large_mapped_bytes
+            "  large blocks    {:>12} ({} B requested, {} B mapped, {} B cached for reuse)",
+            self.large_count, self.large_bytes, self.large_mapped_bytes, self.large_cached_bytes
         )?;
         writeln!(f, "  {:>8} {:>12} {:>12}", "class", "held", "free")?;
         for (c, s) in self.classes.iter().enumerate() {
@@ -215,7 +225,11 @@ impl<P: PageSource> Heap<P> {
         s.large_count = self.n.large_count;
         s.large_bytes = self.n.large_bytes;
         s.large_mapped_bytes = self.n.large_mapped;
-        s.mapped_bytes = self.n.superslabs * self.geo.superslab_size() + self.n.large_mapped;
+        s.large_cached_bytes = self.n.large_cached;
+        s.large_cached_regions = self.large_cache.len;
+        s.mapped_bytes = self.n.superslabs * self.geo.superslab_size()
+            + self.n.large_mapped
+            + self.n.large_cached;
         s
     }
 }

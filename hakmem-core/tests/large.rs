@@ -4,7 +4,9 @@
 //! more), `free_large` → `PageSource::unmap`, aligned slab classes
 //! (`class_for` with the slab start rounded to the class's natural
 //! alignment), and `realloc`'s in-place paths (`resize_large_in_place`,
-//! same small class) against its allocate-copy-free path.
+//! same small class) against its allocate-copy-free path; and the cache of
+//! freed large regions (`cache_region`, `take_cached_region`, eviction,
+//! `decommit_cached_regions`, `release_cached_regions`).
 
 use hakmem_core::sim::SimPages;
 use hakmem_core::size_class::class_for;
@@ -524,5 +526,74 @@ fn large_stats_are_exact() {
     );
     free(&mut heap, small);
     heap.trim();
+    assert_eq!(pages.mapped_bytes(), 0);
+}
+
+#[test]
+fn freed_large_regions_are_reused_then_decommitted_then_unmapped() {
+    let pages = SimPages::new();
+    let mut cfg = config();
+    cfg.large_cache = 2;
+    let mut heap = Heap::new(&pages, cfg).unwrap();
+    let size = heap.geometry().max_slab_size() * 4;
+    let a = heap.alloc(size, 16);
+    assert!(!a.is_null());
+    // SAFETY: a live block of `size` bytes.
+    unsafe { a.write_bytes(0x5a, size) };
+    let regions = pages.live_regions();
+    let mapped = pages.mapped_bytes();
+    // SAFETY: live, freed once.
+    unsafe { heap.dealloc(a) }.unwrap();
+    let s = heap.stats();
+    assert_eq!((s.large_count, s.large_cached_regions), (0, 1));
+    assert_eq!(pages.live_regions(), regions, "the region stays mapped");
+    assert_eq!(s.mapped_bytes, pages.mapped_bytes());
+    assert_eq!(s.large_cached_bytes, mapped);
+    heap.check().unwrap();
+    // The next block of a similar size takes the region: no map call.
+    let maps = pages.stats().map_calls;
+    let b = heap.alloc_zeroed(size - 100, 16);
+    assert_eq!(b, a, "the cached region is reused");
+    assert_eq!(pages.stats().map_calls, maps);
+    // SAFETY: a live block of `size - 100` bytes.
+    assert!(unsafe { core::slice::from_raw_parts(b, size - 100) }
+        .iter()
+        .all(|&x| x == 0));
+    assert_eq!(heap.stats().large_cached_regions, 0);
+    // A much smaller large block does not take a region twice its size.
+    // SAFETY: live, freed once.
+    unsafe { heap.dealloc(b) }.unwrap();
+    let small = heap.alloc(size / 3, 16);
+    assert_ne!(small, a);
+    assert_eq!(heap.stats().large_cached_regions, 1);
+    // decommit_free gives the cached region's pages back, keeping it mapped.
+    let before = pages.stats();
+    assert!(heap.committed_free() > 0);
+    assert!(heap.decommit_free() >= size - PAGE);
+    assert!(pages.stats().decommit_calls > before.decommit_calls);
+    assert_eq!(pages.live_regions(), regions + 1);
+    // Reused after the decommit: recommitted, and zeroed where asked.
+    let c = heap.alloc_zeroed(size, 16);
+    assert_eq!(c, a);
+    // SAFETY: a live block of `size` bytes.
+    assert!(unsafe { core::slice::from_raw_parts(c, size) }
+        .iter()
+        .all(|&x| x == 0));
+    heap.check().unwrap();
+    // Three frees into a cache of two: the oldest region goes back.
+    let d = heap.alloc(size, 16);
+    for p in [small, c, d] {
+        // SAFETY: live, freed once.
+        unsafe { heap.dealloc(p) }.unwrap();
+    }
+    let s = heap.stats();
+    assert_eq!(s.large_cached_regions, 2);
+    assert_eq!(pages.live_regions(), 2 + s.superslabs_mapped);
+    heap.check().unwrap();
+    // A pointer into a cached region is no block.
+    // SAFETY: the heap must refuse it.
+    assert!(unsafe { heap.dealloc(c) }.is_err());
+    heap.trim();
+    assert_eq!(heap.stats().large_cached_regions, 0);
     assert_eq!(pages.mapped_bytes(), 0);
 }

@@ -14,7 +14,8 @@
 //! - `realloc` in place (small blocks that stay in their class, large blocks
 //!   whose recorded size changes) and by move (prefix copied), and
 //!   `realloc(null)`;
-//! - retain K = 0 and K = 2, so SuperSlabs are
+//! - the large-region cache off and on (freed large regions reused,
+//!   decommitted, evicted); retain K = 0 and K = 2, so SuperSlabs are
 //!   released the moment they empty or kept; periodic full drains, `flush`,
 //!   `trim` and `decommit_free` (then `alloc_zeroed` from decommitted
 //!   memory);
@@ -270,8 +271,8 @@ impl<'p> World<'p> {
             geo,
             rng: Rng::new(seed),
             what: format!(
-                "seed {seed:#x}, superslab 2^{}, retain {}, faults {faults}",
-                cfg.superslab_shift, cfg.retain
+                "seed {seed:#x}, superslab 2^{}, retain {}, large cache {}, faults {faults}",
+                cfg.superslab_shift, cfg.retain, cfg.large_cache
             ),
             step: 0,
             blocks: Vec::new(),
@@ -448,12 +449,18 @@ impl<'p> World<'p> {
         );
         assert_eq!(
             s.mapped_bytes,
-            s.superslabs_mapped * self.geo.superslab_size() + s.large_mapped_bytes,
+            s.superslabs_mapped * self.geo.superslab_size()
+                + s.large_mapped_bytes
+                + s.large_cached_bytes,
             "{ctx} mapped_bytes split\n{s}"
+        );
+        assert!(
+            s.large_cached_regions <= self.heap.config().large_cache,
+            "{ctx} more large regions cached than configured\n{s}"
         );
         assert_eq!(
             self.pages.live_regions(),
-            s.superslabs_mapped + s.large_count,
+            s.superslabs_mapped + s.large_count + s.large_cached_regions,
             "{ctx} live regions\n{s}"
         );
         assert!(
@@ -635,12 +642,12 @@ impl<'p> World<'p> {
         );
         assert_eq!(
             self.pages.live_regions(),
-            s.superslabs_retained,
+            s.superslabs_retained + s.large_cached_regions,
             "{ctx} regions after a drain\n{s}"
         );
         assert_eq!(
             self.pages.mapped_bytes(),
-            s.superslabs_retained * self.geo.superslab_size(),
+            s.superslabs_retained * self.geo.superslab_size() + s.large_cached_bytes,
             "{ctx} mapped bytes after a drain\n{s}"
         );
     }
@@ -783,14 +790,15 @@ impl<'p> World<'p> {
         self.drain();
         let s = self.heap.stats();
         let k = self.heap.config().retain;
+        let lc = self.heap.config().large_cache;
         let ctx = self.ctx();
-        assert!(self.pages.live_regions() <= k, "{ctx} K = {k}\n{s}");
+        assert!(self.pages.live_regions() <= k + lc, "{ctx} K = {k}\n{s}");
         assert_eq!(
             self.pages.live_regions(),
-            s.superslabs_retained,
+            s.superslabs_retained + s.large_cached_regions,
             "{ctx}\n{s}"
         );
-        if k == 0 {
+        if k == 0 && lc == 0 {
             assert_eq!(self.pages.live_regions(), 0, "{ctx}\n{s}");
             assert_eq!(self.pages.mapped_bytes(), 0, "{ctx}\n{s}");
         }
@@ -802,10 +810,12 @@ impl<'p> World<'p> {
     }
 }
 
-/// `base` with retain K chosen by the low bit of `i`.
+/// `base` with retain K chosen by the low bit of `i`, and the large-region
+/// cache (off, or two regions) by the next.
 fn config(base: Config, i: u64) -> Config {
     let mut c = base;
     c.retain = if i & 1 == 0 { 0 } else { 2 };
+    c.large_cache = if i & 2 == 0 { 0 } else { 2 };
     c
 }
 

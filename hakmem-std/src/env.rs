@@ -8,6 +8,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HAKMEM_RETAIN` | 4 | empty SuperSlabs each heap keeps mapped for reuse (decommitted after the purge delay) |
+//! | `HAKMEM_LARGE_CACHE` | 4 | freed large blocks (above 128 KiB) each heap keeps mapped for reuse, at most 8 (decommitted after the purge delay) |
 //! | `HAKMEM_PURGE_DELAY_MS` | 500 | how long retained memory stays committed, and how often the background thread collects remote frees; 0 decommits at once |
 //! | `HAKMEM_BACKGROUND` | 1 | run the background thread that returns memory of idle and dead threads |
 //! | `HAKMEM_SHOW_STATS` | 0 | print the stats table to stderr at exit |
@@ -38,7 +39,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults: core defaults but 4 retained SuperSlabs, 500 ms purge
+    /// The defaults: core defaults but 4 retained SuperSlabs and 4 cached
+    /// large regions, 500 ms purge
     /// delay, background thread on.
     pub const DEFAULT: Config = Config {
         // Retained SuperSlabs cost address space only once the background
@@ -47,6 +49,7 @@ impl Config {
         // growing by realloc) would otherwise map and unmap one per cycle.
         core: CoreConfig {
             retain: 4,
+            large_cache: 4,
             ..CoreConfig::DEFAULT
         },
         purge_delay_ms: 500,
@@ -61,6 +64,7 @@ impl Config {
             let num = parse_u64(value);
             match (name, num) {
                 (b"RETAIN", Some(n)) => self.core.retain = n as usize,
+                (b"LARGE_CACHE", Some(n)) => self.core.large_cache = n as usize,
                 (b"PURGE_DELAY_MS", Some(n)) => self.purge_delay_ms = n,
                 (b"BACKGROUND", Some(n)) => self.background = n != 0,
                 (b"SHOW_STATS", Some(n)) => self.show_stats = n != 0,

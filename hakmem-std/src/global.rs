@@ -11,7 +11,6 @@
 //! another heap goes to that heap's remote list (core `Heap::dealloc`).
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,8 +24,13 @@ use crate::linux::LinuxPages;
 const DEAD: usize = 1;
 
 thread_local! {
-    static CURRENT: Cell<*const Slot> = const { Cell::new(ptr::null()) };
     static EXIT: ExitGuard = const { ExitGuard };
+}
+
+/// The calling thread's slot (null: none yet; `DEAD`: handed back).
+#[inline(always)]
+fn current() -> *const Slot {
+    crate::tls::get() as *const Slot
 }
 
 /// Its destructor hands the thread's heap back at thread exit.
@@ -115,9 +119,9 @@ pub(crate) fn with_heap<const AUTOSTART: bool, R>(
     f: impl FnOnce(&mut StdHeap) -> R,
     fail: R,
 ) -> R {
-    let slot = CURRENT.with(|c| c.get());
+    let slot = current();
     if slot as usize > DEAD {
-        // SAFETY: a slot pointer in CURRENT is this thread's owned slot;
+        // SAFETY: a slot pointer in the thread word is this thread's owned slot;
         // slots are never freed.
         let s = unsafe { &*slot };
         s.enter();
@@ -135,11 +139,11 @@ fn with_heap_slow<const AUTOSTART: bool, R>(
     f: impl FnOnce(&mut StdHeap) -> R,
     fail: R,
 ) -> R {
-    let slot = CURRENT.with(|c| c.get());
+    let slot = current();
     let Some(g) = init(*cfg) else { return fail };
     if slot.is_null() {
         if let Some(s) = heaps::acquire(&g.pages, g.cfg.core, OWNED) {
-            CURRENT.with(|c| c.set(s));
+            crate::tls::set(s as *const Slot as usize);
             // Register the exit guard now that allocations work on this
             // thread (registration may allocate).
             EXIT.with(|_| {});
@@ -186,7 +190,7 @@ pub(crate) fn init_now(cfg: Config) {
 /// starts it, or [`crate::c_abi::init`] called again.
 pub(crate) fn after_fork_child() {
     BACKGROUND_STARTED.store(false, Ordering::Release);
-    heaps::after_fork_child(CURRENT.with(|c| c.get()));
+    heaps::after_fork_child(current());
     if let Some(g) = global() {
         // SAFETY: the fork-prepare handler took this lock in the parent, and
         // the child has no other thread that could hold it.
@@ -216,7 +220,8 @@ pub(crate) fn after_fork_parent() {
 /// it holds nothing, else abandoned for another thread (or the background
 /// thread) to adopt.
 fn thread_exit() {
-    let slot = CURRENT.with(|c| c.replace(DEAD as *const Slot));
+    let slot = current();
+    crate::tls::set(DEAD);
     if slot as usize <= DEAD {
         return;
     }
@@ -303,7 +308,7 @@ pub(crate) fn with_current_heap<R>(f: impl FnOnce(&mut StdHeap) -> R, fail: R) -
 
 /// Whether `s` is the calling thread's own slot.
 pub(crate) fn is_current(s: &Slot) -> bool {
-    CURRENT.with(|c| ptr::eq(c.get(), s))
+    ptr::eq(current(), s)
 }
 
 /// The shared heap's slot and its lock, if it was ever needed. (Never made

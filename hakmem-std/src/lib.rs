@@ -32,6 +32,7 @@ mod heaps;
 mod linux;
 mod purge;
 mod stats;
+mod tls;
 
 pub use env::Config;
 pub use global::HakMem;
