@@ -398,6 +398,16 @@ fn fork_from_single_threaded_parent() {
     run_c("fork", &["st", "60"], &[]).assert_ok("fork ok");
 }
 
+#[test]
+fn forked_child_returns_memory_after_free_all() {
+    // The library constructor does not run again in a child: the child's
+    // first call must bring the background thread back, or the retained
+    // SuperSlabs stay committed (about 10 MiB) for good.
+    let r = run_c("fork", &["rss"], &[]);
+    r.assert_ok("fork rss ok");
+    println!("{}", r.stdout);
+}
+
 // ---------------------------------------------------------------- threads
 
 #[test]

@@ -34,9 +34,10 @@ fn run<R>(f: impl FnOnce(&mut crate::heaps::StdHeap) -> R, fail: R) -> R {
     with_heap::<false, R>(&Config::DEFAULT, f, fail)
 }
 
-/// Sets the allocator up now and starts the background thread (call from
-/// the library constructor; calling again, e.g. in a forked child, restarts
-/// the background thread if it is gone).
+/// Sets the allocator up now, registers its `pthread_atfork` handlers and
+/// starts the background thread (call from the library constructor). A
+/// forked child restarts the background thread by itself, on its first
+/// call.
 pub fn init() {
     global::init_now(Config::DEFAULT);
 }
@@ -138,16 +139,20 @@ pub fn posix_memalign(align: usize, size: usize) -> Result<*mut u8, CError> {
     aligned(align, size)
 }
 
-/// The page size, for `valloc` / `pvalloc`.
-pub const PAGE: usize = 4096;
+/// `valloc`: aligned to the system's page size ([`crate::page_size`]).
+pub fn valloc(size: usize) -> Result<*mut u8, CError> {
+    aligned(crate::page_size(), size)
+}
 
-/// `pvalloc`: page-aligned, size rounded up to whole pages.
+/// `pvalloc`: aligned to the system's page size, size rounded up to whole
+/// pages.
 pub fn pvalloc(size: usize) -> Result<*mut u8, CError> {
+    let page = crate::page_size();
     let rounded = size
         .max(1)
-        .checked_next_multiple_of(PAGE)
+        .checked_next_multiple_of(page)
         .ok_or(CError::NoMemory)?;
-    aligned(PAGE, rounded)
+    aligned(page, rounded)
 }
 
 /// `malloc_usable_size`: 0 for null; aborts with a message on a pointer that
@@ -164,19 +169,4 @@ pub unsafe fn usable_size(ptr: *mut u8) -> usize {
         Ok(n) => n,
         Err(e) => invalid_free(e),
     }
-}
-
-/// `pthread_atfork` prepare handler.
-pub extern "C" fn fork_prepare() {
-    global::before_fork();
-}
-
-/// `pthread_atfork` parent handler.
-pub extern "C" fn fork_parent() {
-    global::after_fork_parent();
-}
-
-/// `pthread_atfork` child handler.
-pub extern "C" fn fork_child() {
-    global::after_fork_child();
 }

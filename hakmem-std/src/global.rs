@@ -13,7 +13,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use hakmem_core::FreeError;
 
@@ -48,6 +48,12 @@ pub(crate) struct Global {
 
 static GLOBAL: spin::Once<Global> = spin::Once::new();
 static BACKGROUND_STARTED: AtomicBool = AtomicBool::new(false);
+/// Set in a forked child: the next slow path starts the background thread.
+static RESTART_AFTER_FORK: AtomicBool = AtomicBool::new(false);
+/// In a forked child, the forking thread's slot until its next call (which
+/// takes the slow path and puts it back in CURRENT).
+static FORKED: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
+static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
 
 /// The process-wide state, if any allocation happened yet.
 pub(crate) fn global() -> Option<&'static Global> {
@@ -138,7 +144,13 @@ fn with_heap_slow<const AUTOSTART: bool, R>(
     let slot = CURRENT.with(|c| c.get());
     let Some(g) = init(*cfg) else { return fail };
     if slot.is_null() {
-        if let Some(s) = heaps::acquire(&g.pages, g.cfg.core, OWNED) {
+        // In a forked child, the forking thread's own slot comes back first.
+        let forked = FORKED.swap(ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: a slot pointer in FORKED is the forking thread's slot,
+        // still OWNED, and handed to exactly one thread by the swap; slots
+        // are never freed.
+        let s = unsafe { forked.as_ref() }.or_else(|| heaps::acquire(&g.pages, g.cfg.core, OWNED));
+        if let Some(s) = s {
             CURRENT.with(|c| c.set(s));
             // Register the exit guard now that allocations work on this
             // thread (registration may allocate).
@@ -148,6 +160,12 @@ fn with_heap_slow<const AUTOSTART: bool, R>(
             let r = f(unsafe { s.heap() });
             s.leave();
             if AUTOSTART {
+                register_fork_handlers();
+            }
+            // A forked child restarts the background thread here, on its
+            // first slow path, whichever API it uses: the library
+            // constructor that starts it for the C ABI does not run again.
+            if AUTOSTART || RESTART_AFTER_FORK.swap(false, Ordering::AcqRel) {
                 start_background(g);
             }
             return r;
@@ -170,10 +188,42 @@ pub(crate) fn start_background(g: &'static Global) {
 }
 
 /// Sets the process up ahead of the first allocation (the C ABI's library
-/// constructor) and starts the background thread.
+/// constructor), registers the fork handlers and starts the background
+/// thread.
 pub(crate) fn init_now(cfg: Config) {
     if let Some(g) = init(cfg) {
+        register_fork_handlers();
         start_background(g);
+    }
+}
+
+extern "C" {
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> i32;
+}
+
+/// Registers [`before_fork`], [`after_fork_parent`] and
+/// [`after_fork_child`] with `pthread_atfork`, once per process. Called
+/// from the C ABI's library constructor, and from the Rust allocator's
+/// first heap (outside the heap operation). Never from an early `malloc`:
+/// `pthread_atfork` may allocate, and under `LD_PRELOAD` that is us.
+fn register_fork_handlers() {
+    unsafe extern "C" fn prepare() {
+        before_fork();
+    }
+    unsafe extern "C" fn parent() {
+        after_fork_parent();
+    }
+    unsafe extern "C" fn child() {
+        after_fork_child();
+    }
+    if !FORK_HANDLERS.swap(true, Ordering::AcqRel) {
+        // SAFETY: plain functions that live as long as the program (a
+        // library serving allocations is never unloaded).
+        unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     }
 }
 
@@ -182,11 +232,19 @@ pub(crate) fn init_now(cfg: Config) {
 /// one caught inside an operation, which is left untouched for good;
 /// membarrier must be registered again. The background thread did not
 /// survive and is not restarted here (a fork handler is no place to create
-/// threads): a new thread of the child's that uses the Rust allocator
-/// starts it, or [`crate::c_abi::init`] called again.
+/// threads): the forking thread's slot is taken out of `CURRENT` (kept in
+/// `FORKED`), so its next call takes the slow path, which puts the slot
+/// back and starts the background thread; a new thread's first call does
+/// the same.
 pub(crate) fn after_fork_child() {
     BACKGROUND_STARTED.store(false, Ordering::Release);
-    heaps::after_fork_child(CURRENT.with(|c| c.get()));
+    let current = CURRENT.with(|c| c.get());
+    heaps::after_fork_child(current);
+    if current as usize > DEAD {
+        FORKED.store(current.cast_mut(), Ordering::Release);
+        CURRENT.with(|c| c.set(ptr::null()));
+    }
+    RESTART_AFTER_FORK.store(true, Ordering::Release);
     if let Some(g) = global() {
         // SAFETY: the fork-prepare handler took this lock in the parent, and
         // the child has no other thread that could hold it.

@@ -36,7 +36,7 @@ mod stats;
 pub use env::Config;
 pub use global::HakMem;
 pub use hakmem_core::{Config as CoreConfig, Stats};
-pub use linux::LinuxPages;
+pub use linux::{page_size, LinuxPages};
 pub use stats::{stats, thread_stats, GlobalStats};
 
 /// Returns now what the background thread would return later: the calling

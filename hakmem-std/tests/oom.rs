@@ -31,7 +31,7 @@ fn vm_size() -> u64 {
         .next()
         .and_then(|v| v.parse().ok())
         .expect("size field");
-    pages * 4096
+    pages * hakmem_std::page_size() as u64
 }
 
 /// Fills a Vec with 1 MiB capacity with `byte` (memcpy page by page, which
