@@ -363,6 +363,13 @@ fn cxx_new_delete_exceptions_thread_locals() {
     run_c("cxx", &[], &[]).assert_ok("cxx ok");
 }
 
+// ---------------------------------------------------------------- out of memory
+
+#[test]
+fn malloc_trims_the_caches_and_retries_before_returning_null() {
+    run_c("oom", &[], &[]).assert_ok("oom ok");
+}
+
 // ---------------------------------------------------------------- fork
 
 #[test]

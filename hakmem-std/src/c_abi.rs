@@ -15,7 +15,7 @@
 //! library's constructor calls [`init`], which does.
 
 use crate::env::Config;
-use crate::global::{self, invalid_free, with_heap};
+use crate::global::{self, alloc_or_trim, invalid_free, realloc_or_trim, with_heap};
 
 /// The alignment of `malloc`'s blocks (glibc's `MALLOC_ALIGNMENT` on x86_64).
 pub const MALLOC_ALIGN: usize = 16;
@@ -45,7 +45,10 @@ pub fn init() {
 /// `malloc`. Null with `Err(NoMemory)` on failure.
 #[inline]
 pub fn malloc(size: usize) -> Result<*mut u8, CError> {
-    let p = run(|h| h.alloc(size, MALLOC_ALIGN), core::ptr::null_mut());
+    let p = run(
+        |h| alloc_or_trim(h, |h| h.alloc(size, MALLOC_ALIGN)),
+        core::ptr::null_mut(),
+    );
     if p.is_null() {
         Err(CError::NoMemory)
     } else {
@@ -57,7 +60,7 @@ pub fn malloc(size: usize) -> Result<*mut u8, CError> {
 pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
     let total = n.checked_mul(size).ok_or(CError::NoMemory)?;
     let p = run(
-        |h| h.alloc_zeroed(total, MALLOC_ALIGN),
+        |h| alloc_or_trim(h, |h| h.alloc_zeroed(total, MALLOC_ALIGN)),
         core::ptr::null_mut(),
     );
     if p.is_null() {
@@ -97,7 +100,8 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> Result<*mut u8, CError> {
         return Ok(core::ptr::null_mut());
     }
     // SAFETY: per the caller; bad pointers are detected.
-    let resize = |h: &mut crate::heaps::StdHeap| unsafe { h.realloc(ptr, size, MALLOC_ALIGN) };
+    let resize =
+        |h: &mut crate::heaps::StdHeap| unsafe { realloc_or_trim(h, ptr, size, MALLOC_ALIGN) };
     match run(resize, Ok(core::ptr::null_mut())) {
         Ok(p) if p.is_null() => Err(CError::NoMemory),
         Ok(p) => Ok(p),
@@ -121,7 +125,7 @@ pub fn aligned(align: usize, size: usize) -> Result<*mut u8, CError> {
         return Err(CError::Invalid);
     }
     let p = run(
-        |h| h.alloc(size, align.max(MALLOC_ALIGN)),
+        |h| alloc_or_trim(h, |h| h.alloc(size, align.max(MALLOC_ALIGN))),
         core::ptr::null_mut(),
     );
     if p.is_null() {

@@ -307,6 +307,54 @@ pub(crate) fn invalid_free(e: FreeError) -> ! {
     std::process::abort()
 }
 
+/// Runs an allocation `attempt` on `h`; when it fails, gives the heap's
+/// cached blocks and empty SuperSlabs (retained ones included) back with
+/// `Heap::trim` and tries once more, as hakmem-bare does: under an address
+/// space or memory limit, what the caches hold may be exactly what the
+/// request needs. Null only if the retry fails too.
+#[inline(always)]
+pub(crate) fn alloc_or_trim(
+    h: &mut StdHeap,
+    mut attempt: impl FnMut(&mut StdHeap) -> *mut u8,
+) -> *mut u8 {
+    let p = attempt(h);
+    if p.is_null() {
+        return trim_and_retry(h, attempt);
+    }
+    p
+}
+
+#[cold]
+#[inline(never)]
+fn trim_and_retry(h: &mut StdHeap, mut attempt: impl FnMut(&mut StdHeap) -> *mut u8) -> *mut u8 {
+    h.trim();
+    attempt(h)
+}
+
+/// `Heap::realloc` with [`alloc_or_trim`]'s retry (a failed realloc leaves
+/// the old block live and unmoved, so it may simply be tried again).
+///
+/// # Safety
+/// As `Heap::realloc`.
+#[inline]
+pub(crate) unsafe fn realloc_or_trim(
+    h: &mut StdHeap,
+    ptr: *mut u8,
+    size: usize,
+    align: usize,
+) -> Result<*mut u8, FreeError> {
+    // SAFETY: per the caller. An invalid pointer is reported here, before
+    // any trim (the core changes nothing then).
+    let p = unsafe { h.realloc(ptr, size, align) }?;
+    if p.is_null() {
+        return Ok(trim_and_retry(h, |h| {
+            // SAFETY: per the caller; the failure left `ptr` live and unmoved.
+            unsafe { h.realloc(ptr, size, align) }.unwrap_or(ptr::null_mut())
+        }));
+    }
+    Ok(p)
+}
+
 // SAFETY: every method returns memory from a hakmem heap honouring the
 // layout (size and alignment), or null; dealloc/realloc accept exactly the
 // pointers hakmem returned, from any thread; nothing here unwinds.
@@ -315,7 +363,7 @@ unsafe impl GlobalAlloc for HakMem {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         with_heap::<true, _>(
             &self.cfg,
-            |h| h.alloc(layout.size(), layout.align()),
+            |h| alloc_or_trim(h, |h| h.alloc(layout.size(), layout.align())),
             ptr::null_mut(),
         )
     }
@@ -324,7 +372,7 @@ unsafe impl GlobalAlloc for HakMem {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         with_heap::<true, _>(
             &self.cfg,
-            |h| h.alloc_zeroed(layout.size(), layout.align()),
+            |h| alloc_or_trim(h, |h| h.alloc_zeroed(layout.size(), layout.align())),
             ptr::null_mut(),
         )
     }
@@ -343,7 +391,7 @@ unsafe impl GlobalAlloc for HakMem {
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours.
         let r = with_heap::<true, _>(
             &self.cfg,
-            |h| unsafe { h.realloc(ptr, new_size, layout.align()) },
+            |h| unsafe { realloc_or_trim(h, ptr, new_size, layout.align()) },
             Ok(ptr::null_mut()),
         );
         match r {
