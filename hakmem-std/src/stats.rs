@@ -95,13 +95,14 @@ impl fmt::Display for GlobalStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "hakmem: {} thread heaps, {} abandoned, {} unread; {} bytes mapped from the OS",
-            self.thread_heaps, self.abandoned_heaps, self.unread_heaps, self.os_mapped_bytes
-        )?;
-        writeln!(
-            f,
-            "hakmem: {} decommit failures, {} unmap failures",
-            self.decommit_failures, self.unmap_failures
+            "hakmem: {} thread heaps, {} abandoned, {} unread; {} bytes mapped from the OS; \
+             {} decommit failures, {} unmap failures",
+            self.thread_heaps,
+            self.abandoned_heaps,
+            self.unread_heaps,
+            self.os_mapped_bytes,
+            self.decommit_failures,
+            self.unmap_failures
         )?;
         write!(f, "{}", self.process)
     }
