@@ -20,6 +20,11 @@
 //!   frees of idle threads and decommits retained memory after
 //!   [`Config::purge_delay_ms`], so RSS comes back after a free-all whoever
 //!   freed and whether or not the owner ever calls again.
+//! - A forked child gets the background thread back on its first call (it
+//!   does not survive `fork`, and fork handlers create no thread); an
+//!   allocation that fails trims the thread's caches and retries once
+//!   before returning null; refused `madvise`/`munmap` calls are counted in
+//!   [`stats`]. See `docs/reliability.md`.
 //!
 //! Options are in [`Config`] and the `HAKMEM_*` environment variables (see
 //! the README); [`stats`] gives exact process-wide figures.
