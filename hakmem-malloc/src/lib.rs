@@ -15,11 +15,6 @@ const EINVAL: i32 = 22;
 
 extern "C" {
     fn __errno_location() -> *mut i32;
-    fn pthread_atfork(
-        prepare: Option<extern "C" fn()>,
-        parent: Option<extern "C" fn()>,
-        child: Option<extern "C" fn()>,
-    ) -> i32;
 }
 
 fn code(e: CError) -> i32 {
@@ -46,15 +41,6 @@ fn ptr_or_errno(r: Result<*mut u8, CError>) -> *mut c_void {
 /// background thread. Runs once the C library is initialised.
 extern "C" fn hakmem_init() {
     c_abi::init();
-    // SAFETY: the handlers are plain functions that live as long as the
-    // library (which is never unloaded while it serves malloc).
-    unsafe {
-        pthread_atfork(
-            Some(c_abi::fork_prepare),
-            Some(c_abi::fork_parent),
-            Some(c_abi::fork_child),
-        )
-    };
 }
 
 #[used]
@@ -134,7 +120,7 @@ pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// Obsolete `valloc`: page-aligned.
 #[no_mangle]
 pub extern "C" fn valloc(size: usize) -> *mut c_void {
-    ptr_or_errno(c_abi::aligned(c_abi::PAGE, size))
+    ptr_or_errno(c_abi::valloc(size))
 }
 
 /// Obsolete `pvalloc`: page-aligned, size rounded up to pages.

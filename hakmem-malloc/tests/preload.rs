@@ -362,6 +362,13 @@ fn cxx_new_delete_exceptions_thread_locals() {
     run_c("cxx", &[], &[]).assert_ok("cxx ok");
 }
 
+// ---------------------------------------------------------------- out of memory
+
+#[test]
+fn malloc_trims_the_caches_and_retries_before_returning_null() {
+    run_c("oom", &[], &[]).assert_ok("oom ok");
+}
+
 // ---------------------------------------------------------------- fork
 
 #[test]
@@ -395,6 +402,16 @@ fn fork_children_print_stats_at_exit() {
 #[test]
 fn fork_from_single_threaded_parent() {
     run_c("fork", &["st", "60"], &[]).assert_ok("fork ok");
+}
+
+#[test]
+fn forked_child_returns_memory_after_free_all() {
+    // The library constructor does not run again in a child: the child's
+    // first call must bring the background thread back, or the retained
+    // SuperSlabs stay committed (about 10 MiB) for good.
+    let r = run_c("fork", &["rss"], &[]);
+    r.assert_ok("fork rss ok");
+    println!("{}", r.stdout);
 }
 
 // ---------------------------------------------------------------- threads

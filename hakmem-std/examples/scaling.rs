@@ -21,7 +21,7 @@ fn rss() -> usize {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .expect("rss field");
-    pages * 4096
+    pages * hakmem_std::page_size()
 }
 
 fn mb(b: isize) -> f64 {

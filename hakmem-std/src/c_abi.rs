@@ -15,7 +15,7 @@
 //! library's constructor calls [`init`], which does.
 
 use crate::env::Config;
-use crate::global::{self, invalid_free, with_heap};
+use crate::global::{self, alloc_or_trim, invalid_free, realloc_or_trim, with_heap};
 
 /// The alignment of `malloc`'s blocks (glibc's `MALLOC_ALIGNMENT` on x86_64).
 pub const MALLOC_ALIGN: usize = 16;
@@ -34,9 +34,10 @@ fn run<R>(f: impl FnOnce(&mut crate::heaps::StdHeap) -> R, fail: R) -> R {
     with_heap::<false, R>(&Config::DEFAULT, f, fail)
 }
 
-/// Sets the allocator up now and starts the background thread (call from
-/// the library constructor; calling again, e.g. in a forked child, restarts
-/// the background thread if it is gone).
+/// Sets the allocator up now, registers its `pthread_atfork` handlers and
+/// starts the background thread (call from the library constructor). A
+/// forked child restarts the background thread by itself, on its first
+/// call.
 pub fn init() {
     global::init_now(Config::DEFAULT);
 }
@@ -44,7 +45,10 @@ pub fn init() {
 /// `malloc`. Null with `Err(NoMemory)` on failure.
 #[inline]
 pub fn malloc(size: usize) -> Result<*mut u8, CError> {
-    let p = run(|h| h.alloc(size, MALLOC_ALIGN), core::ptr::null_mut());
+    let p = run(
+        |h| alloc_or_trim(h, |h| h.alloc(size, MALLOC_ALIGN)),
+        core::ptr::null_mut(),
+    );
     if p.is_null() {
         Err(CError::NoMemory)
     } else {
@@ -56,7 +60,7 @@ pub fn malloc(size: usize) -> Result<*mut u8, CError> {
 pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
     let total = n.checked_mul(size).ok_or(CError::NoMemory)?;
     let p = run(
-        |h| h.alloc_zeroed(total, MALLOC_ALIGN),
+        |h| alloc_or_trim(h, |h| h.alloc_zeroed(total, MALLOC_ALIGN)),
         core::ptr::null_mut(),
     );
     if p.is_null() {
@@ -96,7 +100,8 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> Result<*mut u8, CError> {
         return Ok(core::ptr::null_mut());
     }
     // SAFETY: per the caller; bad pointers are detected.
-    let resize = |h: &mut crate::heaps::StdHeap| unsafe { h.realloc(ptr, size, MALLOC_ALIGN) };
+    let resize =
+        |h: &mut crate::heaps::StdHeap| unsafe { realloc_or_trim(h, ptr, size, MALLOC_ALIGN) };
     match run(resize, Ok(core::ptr::null_mut())) {
         Ok(p) if p.is_null() => Err(CError::NoMemory),
         Ok(p) => Ok(p),
@@ -120,7 +125,7 @@ pub fn aligned(align: usize, size: usize) -> Result<*mut u8, CError> {
         return Err(CError::Invalid);
     }
     let p = run(
-        |h| h.alloc(size, align.max(MALLOC_ALIGN)),
+        |h| alloc_or_trim(h, |h| h.alloc(size, align.max(MALLOC_ALIGN))),
         core::ptr::null_mut(),
     );
     if p.is_null() {
@@ -138,16 +143,20 @@ pub fn posix_memalign(align: usize, size: usize) -> Result<*mut u8, CError> {
     aligned(align, size)
 }
 
-/// The page size, for `valloc` / `pvalloc`.
-pub const PAGE: usize = 4096;
+/// `valloc`: aligned to the system's page size ([`crate::page_size`]).
+pub fn valloc(size: usize) -> Result<*mut u8, CError> {
+    aligned(crate::page_size(), size)
+}
 
-/// `pvalloc`: page-aligned, size rounded up to whole pages.
+/// `pvalloc`: aligned to the system's page size, size rounded up to whole
+/// pages.
 pub fn pvalloc(size: usize) -> Result<*mut u8, CError> {
+    let page = crate::page_size();
     let rounded = size
         .max(1)
-        .checked_next_multiple_of(PAGE)
+        .checked_next_multiple_of(page)
         .ok_or(CError::NoMemory)?;
-    aligned(PAGE, rounded)
+    aligned(page, rounded)
 }
 
 /// `malloc_usable_size`: 0 for null; aborts with a message on a pointer that
@@ -164,19 +173,4 @@ pub unsafe fn usable_size(ptr: *mut u8) -> usize {
         Ok(n) => n,
         Err(e) => invalid_free(e),
     }
-}
-
-/// `pthread_atfork` prepare handler.
-pub extern "C" fn fork_prepare() {
-    global::before_fork();
-}
-
-/// `pthread_atfork` parent handler.
-pub extern "C" fn fork_parent() {
-    global::after_fork_parent();
-}
-
-/// `pthread_atfork` child handler.
-pub extern "C" fn fork_child() {
-    global::after_fork_child();
 }

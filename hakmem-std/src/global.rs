@@ -12,7 +12,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use hakmem_core::FreeError;
 
@@ -52,6 +52,12 @@ pub(crate) struct Global {
 
 static GLOBAL: spin::Once<Global> = spin::Once::new();
 static BACKGROUND_STARTED: AtomicBool = AtomicBool::new(false);
+/// Set in a forked child: the next slow path starts the background thread.
+static RESTART_AFTER_FORK: AtomicBool = AtomicBool::new(false);
+/// In a forked child, the forking thread's slot until its next call (which
+/// takes the slow path and puts it back in the thread word).
+static FORKED: AtomicPtr<Slot> = AtomicPtr::new(ptr::null_mut());
+static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
 
 /// The process-wide state, if any allocation happened yet.
 pub(crate) fn global() -> Option<&'static Global> {
@@ -142,7 +148,13 @@ fn with_heap_slow<const AUTOSTART: bool, R>(
     let slot = current();
     let Some(g) = init(*cfg) else { return fail };
     if slot.is_null() {
-        if let Some(s) = heaps::acquire(&g.pages, g.cfg.core, OWNED) {
+        // In a forked child, the forking thread's own slot comes back first.
+        let forked = FORKED.swap(ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: a slot pointer in FORKED is the forking thread's slot,
+        // still OWNED, and handed to exactly one thread by the swap; slots
+        // are never freed.
+        let s = unsafe { forked.as_ref() }.or_else(|| heaps::acquire(&g.pages, g.cfg.core, OWNED));
+        if let Some(s) = s {
             crate::tls::set(s as *const Slot as usize);
             // Register the exit guard now that allocations work on this
             // thread (registration may allocate).
@@ -152,6 +164,12 @@ fn with_heap_slow<const AUTOSTART: bool, R>(
             let r = f(unsafe { s.heap() });
             s.leave();
             if AUTOSTART {
+                register_fork_handlers();
+            }
+            // A forked child restarts the background thread here, on its
+            // first slow path, whichever API it uses: the library
+            // constructor that starts it for the C ABI does not run again.
+            if AUTOSTART || RESTART_AFTER_FORK.swap(false, Ordering::AcqRel) {
                 start_background(g);
             }
             return r;
@@ -174,10 +192,42 @@ pub(crate) fn start_background(g: &'static Global) {
 }
 
 /// Sets the process up ahead of the first allocation (the C ABI's library
-/// constructor) and starts the background thread.
+/// constructor), registers the fork handlers and starts the background
+/// thread.
 pub(crate) fn init_now(cfg: Config) {
     if let Some(g) = init(cfg) {
+        register_fork_handlers();
         start_background(g);
+    }
+}
+
+extern "C" {
+    fn pthread_atfork(
+        prepare: Option<unsafe extern "C" fn()>,
+        parent: Option<unsafe extern "C" fn()>,
+        child: Option<unsafe extern "C" fn()>,
+    ) -> i32;
+}
+
+/// Registers [`before_fork`], [`after_fork_parent`] and
+/// [`after_fork_child`] with `pthread_atfork`, once per process. Called
+/// from the C ABI's library constructor, and from the Rust allocator's
+/// first heap (outside the heap operation). Never from an early `malloc`:
+/// `pthread_atfork` may allocate, and under `LD_PRELOAD` that is us.
+fn register_fork_handlers() {
+    unsafe extern "C" fn prepare() {
+        before_fork();
+    }
+    unsafe extern "C" fn parent() {
+        after_fork_parent();
+    }
+    unsafe extern "C" fn child() {
+        after_fork_child();
+    }
+    if !FORK_HANDLERS.swap(true, Ordering::AcqRel) {
+        // SAFETY: plain functions that live as long as the program (a
+        // library serving allocations is never unloaded).
+        unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     }
 }
 
@@ -186,11 +236,19 @@ pub(crate) fn init_now(cfg: Config) {
 /// one caught inside an operation, which is left untouched for good;
 /// membarrier must be registered again. The background thread did not
 /// survive and is not restarted here (a fork handler is no place to create
-/// threads): a new thread of the child's that uses the Rust allocator
-/// starts it, or [`crate::c_abi::init`] called again.
+/// threads): the forking thread's slot is taken out of the thread word (kept in
+/// `FORKED`), so its next call takes the slow path, which puts the slot
+/// back and starts the background thread; a new thread's first call does
+/// the same.
 pub(crate) fn after_fork_child() {
     BACKGROUND_STARTED.store(false, Ordering::Release);
-    heaps::after_fork_child(current());
+    let current = current();
+    heaps::after_fork_child(current);
+    if current as usize > DEAD {
+        FORKED.store(current.cast_mut(), Ordering::Release);
+        crate::tls::set(0);
+    }
+    RESTART_AFTER_FORK.store(true, Ordering::Release);
     if let Some(g) = global() {
         // SAFETY: the fork-prepare handler took this lock in the parent, and
         // the child has no other thread that could hold it.
@@ -254,6 +312,54 @@ pub(crate) fn invalid_free(e: FreeError) -> ! {
     std::process::abort()
 }
 
+/// Runs an allocation `attempt` on `h`; when it fails, gives the heap's
+/// cached blocks and empty SuperSlabs (retained ones included) back with
+/// `Heap::trim` and tries once more, as hakmem-bare does: under an address
+/// space or memory limit, what the caches hold may be exactly what the
+/// request needs. Null only if the retry fails too.
+#[inline(always)]
+pub(crate) fn alloc_or_trim(
+    h: &mut StdHeap,
+    mut attempt: impl FnMut(&mut StdHeap) -> *mut u8,
+) -> *mut u8 {
+    let p = attempt(h);
+    if p.is_null() {
+        return trim_and_retry(h, attempt);
+    }
+    p
+}
+
+#[cold]
+#[inline(never)]
+fn trim_and_retry(h: &mut StdHeap, mut attempt: impl FnMut(&mut StdHeap) -> *mut u8) -> *mut u8 {
+    h.trim();
+    attempt(h)
+}
+
+/// `Heap::realloc` with [`alloc_or_trim`]'s retry (a failed realloc leaves
+/// the old block live and unmoved, so it may simply be tried again).
+///
+/// # Safety
+/// As `Heap::realloc`.
+#[inline]
+pub(crate) unsafe fn realloc_or_trim(
+    h: &mut StdHeap,
+    ptr: *mut u8,
+    size: usize,
+    align: usize,
+) -> Result<*mut u8, FreeError> {
+    // SAFETY: per the caller. An invalid pointer is reported here, before
+    // any trim (the core changes nothing then).
+    let p = unsafe { h.realloc(ptr, size, align) }?;
+    if p.is_null() {
+        return Ok(trim_and_retry(h, |h| {
+            // SAFETY: per the caller; the failure left `ptr` live and unmoved.
+            unsafe { h.realloc(ptr, size, align) }.unwrap_or(ptr::null_mut())
+        }));
+    }
+    Ok(p)
+}
+
 // SAFETY: every method returns memory from a hakmem heap honouring the
 // layout (size and alignment), or null; dealloc/realloc accept exactly the
 // pointers hakmem returned, from any thread; nothing here unwinds.
@@ -262,7 +368,7 @@ unsafe impl GlobalAlloc for HakMem {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         with_heap::<true, _>(
             &self.cfg,
-            |h| h.alloc(layout.size(), layout.align()),
+            |h| alloc_or_trim(h, |h| h.alloc(layout.size(), layout.align())),
             ptr::null_mut(),
         )
     }
@@ -271,7 +377,7 @@ unsafe impl GlobalAlloc for HakMem {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         with_heap::<true, _>(
             &self.cfg,
-            |h| h.alloc_zeroed(layout.size(), layout.align()),
+            |h| alloc_or_trim(h, |h| h.alloc_zeroed(layout.size(), layout.align())),
             ptr::null_mut(),
         )
     }
@@ -290,7 +396,7 @@ unsafe impl GlobalAlloc for HakMem {
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours.
         let r = with_heap::<true, _>(
             &self.cfg,
-            |h| unsafe { h.realloc(ptr, new_size, layout.align()) },
+            |h| unsafe { realloc_or_trim(h, ptr, new_size, layout.align()) },
             Ok(ptr::null_mut()),
         );
         match r {

@@ -193,7 +193,7 @@ pub(crate) fn acquire(
 /// Maps a chunk of slots, links them into the registry (all `FREE` but the
 /// first, which is returned `CLAIMED`).
 fn new_chunk() -> Option<&'static Slot> {
-    let bytes = (SLOTS_PER_CHUNK * size_of::<Slot>()).next_multiple_of(4096);
+    let bytes = (SLOTS_PER_CHUNK * size_of::<Slot>()).next_multiple_of(crate::linux::page_size());
     let base = LinuxPages::raw_map(bytes)?.cast::<Slot>();
     for i in 0..SLOTS_PER_CHUNK {
         // SAFETY: `base` is a fresh mapping of `bytes` bytes, aligned to a

@@ -20,6 +20,11 @@
 //!   frees of idle threads and decommits retained memory after
 //!   [`Config::purge_delay_ms`], so RSS comes back after a free-all whoever
 //!   freed and whether or not the owner ever calls again.
+//! - A forked child gets the background thread back on its first call (it
+//!   does not survive `fork`, and fork handlers create no thread); an
+//!   allocation that fails trims the thread's caches and retries once
+//!   before returning null; refused `madvise`/`munmap` calls are counted in
+//!   [`stats`]. See `docs/reliability.md`.
 //!
 //! Options are in [`Config`] and the `HAKMEM_*` environment variables (see
 //! the README); [`stats`] gives exact process-wide figures.
@@ -37,7 +42,7 @@ mod tls;
 pub use env::Config;
 pub use global::HakMem;
 pub use hakmem_core::{Config as CoreConfig, Stats};
-pub use linux::LinuxPages;
+pub use linux::{page_size, LinuxPages};
 pub use stats::{stats, thread_stats, GlobalStats};
 
 /// Returns now what the background thread would return later: the calling

@@ -18,6 +18,13 @@
 //! A second bitmap marks the granules where regions start, for
 //! `region_start` (the hardened lookup).
 //!
+//! The page size is the system's (`AT_PAGESZ` from the aux vector, read
+//! without allocating), never a constant: see [`page_size`].
+//!
+//! A failed `madvise` or `munmap` is never swallowed: each is counted
+//! ([`LinuxPages::decommit_failures`], [`LinuxPages::unmap_failures`]) and
+//! shown by [`stats`](crate::stats).
+//!
 //! Invariants:
 //! - bit `g` is set iff granule `g`'s first byte lies in a live region;
 //! - start bit `g` is set iff a live region starts at granule `g`;
@@ -30,8 +37,15 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use hakmem_core::PageSource;
 use rustix::mm::{madvise, mmap_anonymous, munmap, Advice, MapFlags, ProtFlags};
 
-const PAGE: usize = 4096;
 const ADDRESS_BITS: u32 = 48;
+
+/// The system's page size in bytes: `AT_PAGESZ` from the aux vector, as the
+/// C library read it at start-up (rustix's `param::page_size`, here backed
+/// by `sysconf(_SC_PAGESIZE)`, which neither allocates nor makes a system
+/// call).
+pub fn page_size() -> usize {
+    rustix::param::page_size()
+}
 
 /// The Linux page source (anonymous mmap).
 pub struct LinuxPages {
@@ -39,6 +53,10 @@ pub struct LinuxPages {
     /// The `contains` bitmap, mapped on first use.
     bitmap: AtomicPtr<AtomicUsize>,
     mapped: AtomicUsize,
+    /// `madvise(MADV_DONTNEED)` calls the kernel refused.
+    decommit_failures: AtomicUsize,
+    /// `munmap` calls the kernel refused (the range stays mapped).
+    unmap_failures: AtomicUsize,
 }
 
 impl LinuxPages {
@@ -50,12 +68,42 @@ impl LinuxPages {
             granule_shift,
             bitmap: AtomicPtr::new(ptr::null_mut()),
             mapped: AtomicUsize::new(0),
+            decommit_failures: AtomicUsize::new(0),
+            unmap_failures: AtomicUsize::new(0),
         }
     }
 
     /// Bytes currently mapped through this source.
     pub fn mapped_bytes(&self) -> usize {
         self.mapped.load(Ordering::Relaxed)
+    }
+
+    /// How many decommits (`madvise(MADV_DONTNEED)`) failed: those pages
+    /// stayed committed.
+    pub fn decommit_failures(&self) -> usize {
+        self.decommit_failures.load(Ordering::Relaxed)
+    }
+
+    /// How many `munmap` calls failed: that address space stayed mapped.
+    pub fn unmap_failures(&self) -> usize {
+        self.unmap_failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts a failed system call in `counter`.
+    fn count<T>(counter: &AtomicUsize, r: rustix::io::Result<T>) {
+        if r.is_err() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `munmap`, a failure counted.
+    ///
+    /// # Safety
+    /// `[start, start + len)` is mapped by this source and nothing uses it.
+    unsafe fn unmap_raw(&self, start: usize, len: usize) {
+        // SAFETY: per the caller.
+        let r = unsafe { munmap(start as *mut _, len) };
+        Self::count(&self.unmap_failures, r);
     }
 
     fn bitmap(&self) -> Option<*mut AtomicUsize> {
@@ -82,7 +130,7 @@ impl LinuxPages {
             Ok(_) => Some(p),
             Err(winner) => {
                 // SAFETY: our mapping was never published.
-                unsafe { munmap(p.cast(), bytes).ok() };
+                unsafe { self.unmap_raw(p as usize, bytes) };
                 Some(winner)
             }
         }
@@ -96,7 +144,7 @@ impl LinuxPages {
 
     fn half_bytes(&self) -> usize {
         let granules = 1usize << (ADDRESS_BITS - self.granule_shift);
-        (granules / 8).max(PAGE)
+        (granules / 8).max(page_size())
     }
 
     fn bit(&self, bits: *mut AtomicUsize, which: usize, g: usize) -> (&AtomicUsize, usize) {
@@ -152,13 +200,14 @@ unsafe impl PageSource for LinuxPages {
     const CAN_DECOMMIT: bool = true;
 
     fn page_size(&self) -> usize {
-        PAGE
+        page_size()
     }
 
     fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        debug_assert!(size % PAGE == 0 && align.is_power_of_two());
-        let align = align.max(PAGE);
-        let over = size.checked_add(align - PAGE)?;
+        let page = page_size();
+        debug_assert!(size % page == 0 && align.is_power_of_two());
+        let align = align.max(page);
+        let over = size.checked_add(align - page)?;
         let raw = Self::raw_map(over)? as usize;
         let start = (raw + align - 1) & !(align - 1);
         let head = start - raw;
@@ -167,15 +216,15 @@ unsafe impl PageSource for LinuxPages {
         // nothing uses.
         unsafe {
             if head != 0 {
-                munmap(raw as *mut _, head).ok();
+                self.unmap_raw(raw, head);
             }
             if tail != 0 {
-                munmap((start + size) as *mut _, tail).ok();
+                self.unmap_raw(start + size, tail);
             }
         }
         if start + size > 1usize << ADDRESS_BITS || self.bitmap().is_none() {
             // SAFETY: the region is ours and unused.
-            unsafe { munmap(start as *mut _, size).ok() };
+            unsafe { self.unmap_raw(start, size) };
             return None;
         }
         self.mark(start, size, true);
@@ -187,12 +236,13 @@ unsafe impl PageSource for LinuxPages {
         self.mark(ptr.as_ptr() as usize, size, false);
         self.mapped.fetch_sub(size, Ordering::Relaxed);
         // SAFETY: per the contract, the region is ours and unused.
-        unsafe { munmap(ptr.as_ptr().cast(), size).ok() };
+        unsafe { self.unmap_raw(ptr.as_ptr() as usize, size) };
     }
 
     unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: per the contract, nobody relies on these bytes.
-        unsafe { madvise(ptr.as_ptr().cast(), size, Advice::LinuxDontNeed).ok() };
+        let r = unsafe { madvise(ptr.as_ptr().cast(), size, Advice::LinuxDontNeed) };
+        Self::count(&self.decommit_failures, r);
     }
 
     fn contains(&self, addr: usize) -> bool {
@@ -225,5 +275,43 @@ unsafe impl PageSource for LinuxPages {
             }
             g -= 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_is_the_systems() {
+        extern "C" {
+            fn sysconf(name: i32) -> i64;
+        }
+        const SC_PAGESIZE: i32 = 30;
+        // SAFETY: sysconf has no preconditions.
+        let sys = unsafe { sysconf(SC_PAGESIZE) } as usize;
+        assert_eq!(page_size(), sys);
+        assert_eq!(LinuxPages::new(21).page_size(), sys);
+    }
+
+    /// A refused `madvise` is counted, not swallowed: a range that does not
+    /// start on a page boundary makes the kernel answer EINVAL.
+    #[test]
+    fn failed_decommit_is_counted() {
+        let pages = LinuxPages::new(21);
+        let page = page_size();
+        let r = pages.map(4 * page, 1 << 21).expect("map");
+        // SAFETY: our fresh region; nothing relies on its bytes.
+        unsafe { pages.decommit(r, page) };
+        assert_eq!(pages.decommit_failures(), 0, "an aligned decommit failed");
+        // SAFETY: inside our region, nothing relies on its bytes; the start
+        // is misaligned on purpose, so the kernel refuses it and touches
+        // nothing (the injected failure).
+        unsafe { pages.decommit(r.byte_add(1), page) };
+        assert_eq!(pages.decommit_failures(), 1);
+        // SAFETY: the region is ours and unused.
+        unsafe { pages.unmap(r, 4 * page) };
+        assert_eq!(pages.unmap_failures(), 0);
+        assert_eq!(pages.mapped_bytes(), 0);
     }
 }

@@ -24,6 +24,12 @@ pub struct GlobalStats {
     /// Bytes mapped by the page source right now (heaps' SuperSlabs and
     /// large blocks; not the slots holding the heaps themselves).
     pub os_mapped_bytes: usize,
+    /// Decommits (`madvise(MADV_DONTNEED)`) the kernel refused since the
+    /// start: those pages stayed in RSS. 0 unless something is wrong.
+    pub decommit_failures: usize,
+    /// `munmap` calls the kernel refused since the start: that address
+    /// space stayed mapped. 0 unless something is wrong.
+    pub unmap_failures: usize,
 }
 
 /// Exact statistics of every heap in the process. Each live thread's heap is
@@ -35,6 +41,8 @@ pub fn stats() -> GlobalStats {
         abandoned_heaps: 0,
         unread_heaps: 0,
         os_mapped_bytes: global::global().map_or(0, |g| g.pages.mapped_bytes()),
+        decommit_failures: global::global().map_or(0, |g| g.pages.decommit_failures()),
+        unmap_failures: global::global().map_or(0, |g| g.pages.unmap_failures()),
     };
     let can_visit = heaps::membarrier_ready();
     let _visitors = heaps::visitors();
@@ -87,8 +95,14 @@ impl fmt::Display for GlobalStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "hakmem: {} thread heaps, {} abandoned, {} unread; {} bytes mapped from the OS",
-            self.thread_heaps, self.abandoned_heaps, self.unread_heaps, self.os_mapped_bytes
+            "hakmem: {} thread heaps, {} abandoned, {} unread; {} bytes mapped from the OS; \
+             {} decommit failures, {} unmap failures",
+            self.thread_heaps,
+            self.abandoned_heaps,
+            self.unread_heaps,
+            self.os_mapped_bytes,
+            self.decommit_failures,
+            self.unmap_failures
         )?;
         write!(f, "{}", self.process)
     }
@@ -141,3 +155,38 @@ extern "C" fn at_exit() {
 #[used]
 #[link_section = ".fini_array"]
 static AT_EXIT: extern "C" fn() = at_exit;
+
+#[cfg(test)]
+mod tests {
+    use core::ptr::NonNull;
+
+    use hakmem_core::PageSource;
+
+    /// A decommit the kernel refuses on the process-wide page source shows
+    /// in `stats()` and its table. (The unit tests run on the system
+    /// allocator; only the page source is hakmem's here.)
+    #[test]
+    fn decommit_failure_shows_in_stats() {
+        crate::global::init_now(crate::Config {
+            background: false,
+            ..crate::Config::DEFAULT
+        });
+        let g = crate::global::global().expect("set up");
+        let page = crate::page_size();
+        let r: NonNull<u8> = g.pages.map(2 * page, page).expect("map");
+        let before = super::stats().decommit_failures;
+        // SAFETY: inside our fresh region, whose bytes nobody relies on; the
+        // start is misaligned on purpose, so the kernel refuses it (EINVAL)
+        // and touches nothing.
+        unsafe { g.pages.decommit(r.byte_add(8), page) };
+        let st = super::stats();
+        assert_eq!(st.decommit_failures, before + 1);
+        let table = st.to_string();
+        assert!(
+            table.contains(&format!("{} decommit failures", before + 1)),
+            "{table}"
+        );
+        // SAFETY: the region is ours and unused.
+        unsafe { g.pages.unmap(r, 2 * page) };
+    }
+}

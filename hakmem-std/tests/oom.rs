@@ -5,6 +5,11 @@
 //! keep working once memory is freed, and let an infallible allocation end
 //! in Rust's `handle_alloc_error` (message, then SIGABRT) rather than a
 //! crash of its own.
+//!
+//! A second child forces the out-of-memory retry: a request that fits in
+//! the address space only once the heap's retained empty SuperSlabs are
+//! unmapped must succeed (hakmem trims its caches and retries before it
+//! returns null).
 
 use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
 use std::hint::black_box;
@@ -31,7 +36,7 @@ fn vm_size() -> u64 {
         .next()
         .and_then(|v| v.parse().ok())
         .expect("size field");
-    pages * 4096
+    pages * hakmem_std::page_size() as u64
 }
 
 /// Fills a Vec with 1 MiB capacity with `byte` (memcpy page by page, which
@@ -50,23 +55,12 @@ fn step(msg: &str) {
 
 /// The child's side: everything runs under the address-space limit.
 fn child() {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-
     // Everything the checks need is allocated before the limit.
     let mut big: Vec<Vec<u8>> = Vec::with_capacity(4096);
     let mut small: Vec<*mut u8> = Vec::with_capacity(1 << 20);
     step("start");
 
-    let limit = vm_size() + HEADROOM;
-    let old = getrlimit(Resource::As);
-    setrlimit(
-        Resource::As,
-        Rlimit {
-            current: Some(limit),
-            maximum: old.maximum,
-        },
-    )
-    .expect("setrlimit(RLIMIT_AS)");
+    let limit = limit_address_space(HEADROOM);
     step(&format!("RLIMIT_AS set to {} MiB", limit >> 20));
 
     // 1. A request beyond the limit returns null, on every path.
@@ -177,8 +171,109 @@ fn child() {
     step("survived the infallible allocation");
 }
 
+/// Sets RLIMIT_AS to the current virtual size plus `headroom`; returns the
+/// limit.
+fn limit_address_space(headroom: u64) -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = vm_size() + headroom;
+    let old = getrlimit(Resource::As);
+    setrlimit(
+        Resource::As,
+        Rlimit {
+            current: Some(limit),
+            maximum: old.maximum,
+        },
+    )
+    .expect("setrlimit(RLIMIT_AS)");
+    limit
+}
+
+const RETRY_TEST: &str = "out_of_memory_retries_after_trimming_the_caches";
+
+/// The retry child: small blocks are allocated and freed, so the heap keeps
+/// its retained empty SuperSlabs (4 × 2 MiB by default) mapped; then a
+/// large block 2 MiB bigger than the address space left is asked for. It
+/// fits only if those SuperSlabs are unmapped first.
+fn retry_child() {
+    let mut small: Vec<*mut u8> = Vec::with_capacity(1 << 18);
+    let limit = limit_address_space(HEADROOM);
+    let layout = Layout::from_size_align(64, 8).unwrap();
+    // 16 MiB of 64-byte blocks, written, then all freed.
+    for _ in 0..small.capacity() {
+        // SAFETY: non-zero size.
+        let p = unsafe { alloc(layout) };
+        assert!(
+            !p.is_null(),
+            "out of memory with 16 MiB in a 256 MiB headroom"
+        );
+        // SAFETY: `p` holds 64 bytes.
+        unsafe { p.write_bytes(0x11, 64) };
+        small.push(p);
+    }
+    for &p in &small {
+        // SAFETY: live blocks, freed once with their layout.
+        unsafe { dealloc(p, layout) };
+    }
+    small.clear();
+    let retained = hakmem_std::thread_stats().expect("a heap").mapped_bytes;
+    let left = (limit - vm_size()) as usize;
+    let want = left + 2 * MIB;
+    step(&format!(
+        "{} MiB mapped by the heap after the frees, {} MiB of address space left, asking for {} MiB",
+        retained / MIB,
+        left / MIB,
+        want / MIB
+    ));
+    // The large block maps `want` plus a header at SuperSlab alignment
+    // (over-mapped by up to 2 MiB while aligning): it needs `left + 4 MiB`
+    // and a bit, which the retained SuperSlabs give back.
+    assert!(
+        retained >= 6 * MIB,
+        "the heap retained only {retained} bytes: the case proves nothing"
+    );
+    let mut v: Vec<u8> = Vec::new();
+    match v.try_reserve_exact(want) {
+        Ok(()) => {
+            v.push(1);
+            step("the request succeeded after the retry");
+        }
+        Err(e) => step(&format!("the request failed: {e}")),
+    }
+}
+
+#[test]
+fn out_of_memory_retries_after_trimming_the_caches() {
+    if std::env::var_os(CHILD_ENV).is_some_and(|v| v == "retry") {
+        retry_child();
+        return;
+    }
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", RETRY_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "retry")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "child status: {:?}\nchild stdout:\n{stdout}\nchild stderr:\n{stderr}",
+        out.status
+    );
+    assert!(out.status.success(), "the child failed");
+    assert!(
+        stdout.contains("child: the request succeeded after the retry"),
+        "the request that fits only once the caches are trimmed failed"
+    );
+}
+
 #[test]
 fn out_of_memory_under_rlimit_as() {
+    if std::env::var_os(CHILD_ENV).is_some_and(|v| v == "retry") {
+        return;
+    }
     if std::env::var_os(CHILD_ENV).is_some() {
         child();
         return;

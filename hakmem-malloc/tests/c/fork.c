@@ -8,6 +8,12 @@
  *   fork st [forks]  A single-threaded parent (after a thread that left
  *                    blocks behind has exited) forks repeatedly; each child
  *                    frees the parent's blocks, checking their contents.
+ *   fork rss         The seed run (1M x 16 B, each written, then free all)
+ *                    in the parent, then in a forked child: in each, RSS
+ *                    must come back to within 1 MiB of its level before
+ *                    the run (polled every 100 ms for up to 10 s), which
+ *                    in the child needs the background thread back. Prints
+ *                    ns per block and the time RSS took, per process.
  *
  * The parent checks every child's exit status; a child that deadlocks is
  * killed by its alarm and reported. Prints "fork ok". */
@@ -16,7 +22,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 
 static atomic_int stop;
 
@@ -258,6 +266,73 @@ static void run_st(int forks) {
     }
 }
 
+static long rss_now(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, resident = 0;
+    CHECK(f && fscanf(f, "%ld %ld", &size, &resident) == 2);
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* The seed run, then the wait for RSS; exits 1 if RSS stays up. */
+static void seed_run(const char *who) {
+    enum { N = 1000000 };
+    void **slot = mmap(NULL, N * sizeof *slot, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(slot != MAP_FAILED);
+    memset(slot, 0, N * sizeof *slot);
+    free(malloc(16));
+    long base = rss_now();
+    double t0 = now_s();
+    for (int i = 0; i < N; i++) {
+        slot[i] = malloc(16);
+        CHECK(slot[i] != NULL);
+        memset(slot[i], 0x5a, 16);
+    }
+    double t1 = now_s();
+    for (int i = 0; i < N; i++)
+        free(slot[i]);
+    long freed = rss_now();
+    double t2 = now_s();
+    long r = freed;
+    while (r > base + (1L << 20) && now_s() - t2 < 10.0) {
+        struct timespec wait = {0, 100000000};
+        nanosleep(&wait, NULL);
+        r = rss_now();
+    }
+    printf("%s: %.1f ns per malloc, %.1f ns per free; RSS +%.2f MiB after the frees, "
+           "+%.2f MiB %.2f s later\n",
+           who, (t1 - t0) * 1e9 / N, (t2 - t1) * 1e9 / N, (freed - base) / 1048576.0,
+           (r - base) / 1048576.0, now_s() - t2);
+    fflush(stdout);
+    if (r > base + (1L << 20)) {
+        fprintf(stderr, "%s: RSS +%.2f MiB 10 s after freeing everything\n", who,
+                (r - base) / 1048576.0);
+        exit(1);
+    }
+    munmap(slot, N * sizeof *slot);
+}
+
+static void run_rss(void) {
+    seed_run("parent");
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        alarm(60);
+        seed_run("child");
+        _exit(0);
+    }
+    wait_ok(pid, "child");
+    printf("fork rss ok\n");
+}
+
 int main(int argc, char **argv) {
     require_hakmem();
     CHECK(argc >= 2);
@@ -266,8 +341,12 @@ int main(int argc, char **argv) {
         run_mt(forks);
     else if (strcmp(argv[1], "st") == 0)
         run_st(forks);
+    else if (strcmp(argv[1], "rss") == 0) {
+        run_rss();
+        return 0;
+    }
     else
-        CHECK(!"mode is mt or st");
+        CHECK(!"mode is mt, st or rss");
     printf("fork ok\n");
     return 0;
 }

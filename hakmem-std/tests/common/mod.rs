@@ -8,7 +8,7 @@ pub fn rss() -> usize {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .expect("rss field");
-    pages * 4096
+    pages * hakmem_std::page_size()
 }
 
 /// Bytes as MiB, for messages.
