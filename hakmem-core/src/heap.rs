@@ -524,6 +524,15 @@ impl<P: PageSource> Heap<P> {
                 return Ok(ptr);
             }
         }
+        if let Some(h) = large {
+            // Growth that still needs a large block: move pages, not bytes.
+            if aligned && new_size > old && new_size > self.geo.max_slab_size() {
+                // SAFETY: `h` is the live header of the caller's block.
+                if let Some(p) = unsafe { self.grow_large(h, new_size) } {
+                    return Ok(p);
+                }
+            }
+        }
         let new = self.alloc(new_size, align);
         if new.is_null() {
             return Ok(new);

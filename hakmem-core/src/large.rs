@@ -39,6 +39,16 @@ pub(crate) const LARGE_FREEING: usize = 1;
 /// Freed remotely; the owner unmaps it at its next collect.
 pub(crate) const LARGE_FREED: usize = 2;
 
+/// `n` rounded up to the next of the sizes `2^k × {1, 1.25, 1.5, 1.75}`.
+fn quarter_step(n: usize) -> usize {
+    if n <= 4 {
+        return n;
+    }
+    let k = usize::BITS - 1 - n.leading_zeros();
+    let step = 1usize << (k - 2);
+    n.div_ceil(step).saturating_mul(step)
+}
+
 /// Most freed large regions a heap may keep ([`Config::large_cache`] is
 /// capped to this).
 ///
@@ -151,10 +161,25 @@ impl<P: PageSource> Heap<P> {
         }
         let (base, total, fresh) = match self.take_cached_region(total, map_align.max(page)) {
             Some(r) => r,
-            None => match self.source.map(total, map_align.max(page)) {
-                Some(base) => (base.as_ptr(), total, true),
-                None => return ptr::null_mut(),
-            },
+            None => {
+                // With the cache on, regions are mapped in quarter-power-of-
+                // two sizes: few distinct sizes, so freed regions fit later
+                // requests, and a buffer grown by `realloc` stays in place
+                // up to the next step. Pages past the request are never
+                // touched, so they cost address space, not memory.
+                let want = if self.cfg.large_cache != 0 {
+                    quarter_step(total).next_multiple_of(page).max(total)
+                } else {
+                    total
+                };
+                match self.source.map(want, map_align.max(page)) {
+                    Some(base) => (base.as_ptr(), want, true),
+                    None => match self.source.map(total, map_align.max(page)) {
+                        Some(base) => (base.as_ptr(), total, true),
+                        None => return ptr::null_mut(),
+                    },
+                }
+            }
         };
         // SAFETY: the region is ours, `total` bytes, and both offsets are
         // inside it (user_off + size <= total; header_off + header < user_off).
@@ -264,10 +289,15 @@ impl<P: PageSource> Heap<P> {
     /// Returns its base, its size, and whether it reads as fresh memory.
     fn take_cached_region(&mut self, total: usize, align: usize) -> Option<(*mut u8, usize, bool)> {
         let n = self.large_cache.len;
-        let i = (0..n).rev().find(|&i| {
-            let r = &self.large_cache.regions[i];
-            r.size >= total && r.size / 2 <= total && r.base as usize % align == 0
-        })?;
+        // Best fit: the smallest region that holds `total` and is at most
+        // twice as large (a larger one would keep too many pages a previous
+        // block touched).
+        let i = (0..n)
+            .filter(|&i| {
+                let r = &self.large_cache.regions[i];
+                r.size >= total && r.size / 2 <= total && r.base as usize % align == 0
+            })
+            .min_by_key(|&i| self.large_cache.regions[i].size)?;
         let r = self.large_cache.regions[i];
         if r.clean {
             let page = self.source.page_size();
@@ -341,6 +371,64 @@ impl<P: PageSource> Heap<P> {
             }
         }
         n
+    }
+
+    /// Grows an owned large block to `new_size` by moving or extending its
+    /// pages in the page source (`PageSource::remap`), never by copying:
+    /// a buffer grown step by step costs page-table updates, not copies.
+    /// Returns the block's new address, or `None` (nothing changed) when the
+    /// source cannot remap, another heap owns the block, or its header is
+    /// not at its region's start (alignments of a SuperSlab or more).
+    ///
+    /// # Safety
+    /// `h` is the live header of a block nobody else uses during the call.
+    pub(crate) unsafe fn grow_large(
+        &mut self,
+        h: *mut LargeBlock,
+        new_size: usize,
+    ) -> Option<*mut u8> {
+        if !P::CAN_REMAP {
+            return None;
+        }
+        let page = self.source.page_size();
+        // SAFETY: per the caller; the header moves with the region's first
+        // page, and its list neighbours are live headers of this heap.
+        unsafe {
+            if (*h).owner.load(Ordering::Relaxed) != self.id || (*h).base != h.cast::<u8>() {
+                return None;
+            }
+            let user_off = (*h).user - (*h).base as usize;
+            let want = user_off.checked_add(new_size)?;
+            let total = quarter_step(want).checked_next_multiple_of(page)?;
+            if total > isize::MAX as usize {
+                return None;
+            }
+            let old_size = (*h).map_size;
+            let base = self.source.remap(
+                NonNull::new_unchecked((*h).base),
+                old_size,
+                total,
+                self.geo.superslab_size(),
+            )?;
+            let nh = base.as_ptr().cast::<LargeBlock>();
+            (*nh).magic = LARGE_MAGIC ^ nh as usize;
+            (*nh).base = base.as_ptr();
+            (*nh).map_size = total;
+            (*nh).user = base.as_ptr() as usize + user_off;
+            let (prev, next) = ((*nh).prev, (*nh).next);
+            if prev.is_null() {
+                self.large = nh;
+            } else {
+                (*prev).next = nh;
+            }
+            if !next.is_null() {
+                (*next).prev = nh;
+            }
+            self.n.large_mapped = self.n.large_mapped - old_size + total;
+            self.n.large_bytes = self.n.large_bytes - (*nh).size + new_size;
+            (*nh).size = new_size;
+            Some(base.as_ptr().add(user_off))
+        }
     }
 
     /// Records a new size for a large block that stays where it is; returns

@@ -69,6 +69,30 @@ pub unsafe trait PageSource {
         true
     }
 
+    /// Whether [`remap`](Self::remap) can move or grow a region without
+    /// copying its bytes.
+    const CAN_REMAP: bool = false;
+
+    /// Grows the region `[ptr, ptr + old_size)` to `new_size` bytes aligned
+    /// to `align`, in place or elsewhere, keeping its first `old_size` bytes
+    /// (the pages move; nothing is copied). `Some(start)`: the old region is
+    /// gone and the new one is live. `None`: nothing changed. The default
+    /// cannot.
+    ///
+    /// # Safety
+    /// `ptr` and `old_size` are exactly a live region of this source;
+    /// `new_size > old_size` is a multiple of the page size.
+    unsafe fn remap(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        let _ = (ptr, old_size, new_size, align);
+        None
+    }
+
     /// Whether `addr` lies inside a live region of this source. The heap
     /// asks only about addresses aligned to its SuperSlab size (every region
     /// it maps starts on such a boundary), so a source may answer at that
@@ -89,6 +113,7 @@ pub unsafe trait PageSource {
 unsafe impl<P: PageSource + ?Sized> PageSource for &P {
     const MAPS_ZEROED: bool = P::MAPS_ZEROED;
     const CAN_DECOMMIT: bool = P::CAN_DECOMMIT;
+    const CAN_REMAP: bool = P::CAN_REMAP;
     fn page_size(&self) -> usize {
         (**self).page_size()
     }
@@ -106,6 +131,16 @@ unsafe impl<P: PageSource + ?Sized> PageSource for &P {
     unsafe fn recommit(&self, ptr: NonNull<u8>, size: usize) -> bool {
         // SAFETY: the caller upholds `recommit`'s contract for `P`.
         unsafe { (**self).recommit(ptr, size) }
+    }
+    unsafe fn remap(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: the caller upholds `remap`'s contract for `P`.
+        unsafe { (**self).remap(ptr, old_size, new_size, align) }
     }
     fn contains(&self, addr: usize) -> bool {
         (**self).contains(addr)

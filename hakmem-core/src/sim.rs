@@ -78,6 +78,8 @@ pub struct SimStats {
     pub decommit_calls: u64,
     /// Bytes passed to `decommit`, summed over all calls.
     pub decommitted_bytes: u64,
+    /// Successful calls to `remap`.
+    pub remap_calls: u64,
 }
 
 /// One region obtained from the global allocator.
@@ -332,6 +334,29 @@ impl fmt::Debug for SimPages {
 unsafe impl PageSource for SimPages {
     const MAPS_ZEROED: bool = true;
     const CAN_DECOMMIT: bool = true;
+    const CAN_REMAP: bool = true;
+
+    /// See [`PageSource::remap`]. Always moves, so the heap's handling of a
+    /// moved region is exercised: a new region (subject to the injected
+    /// faults like any `map`), the old bytes copied, the old region unmapped
+    /// (and poisoned).
+    unsafe fn remap(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        let new = self.map(new_size, align)?;
+        // SAFETY: per the contract the old region is live and ours, the new
+        // one is fresh, and both are at least `old_size` long.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old_size);
+            self.unmap(ptr, old_size);
+        }
+        self.lock().stats.remap_calls += 1;
+        Some(new)
+    }
 
     fn page_size(&self) -> usize {
         self.page_size
@@ -580,6 +605,7 @@ mod tests {
                 failed_maps: 1,
                 decommit_calls: 1,
                 decommitted_bytes: PAGE as u64,
+                remap_calls: 0,
             }
         );
         // SAFETY: one live region, not used afterwards.

@@ -597,3 +597,58 @@ fn freed_large_regions_are_reused_then_decommitted_then_unmapped() {
     assert_eq!(heap.stats().large_cached_regions, 0);
     assert_eq!(pages.mapped_bytes(), 0);
 }
+
+#[test]
+fn a_large_block_grows_by_remapping_its_pages_with_its_neighbours_relinked() {
+    let pages = SimPages::new();
+    let mut heap = Heap::new(&pages, config()).unwrap();
+    let big = heap.geometry().max_slab_size() + 1;
+    // Large neighbours on both sides of the grown block in the heap's list.
+    let before = heap.alloc(big, 16);
+    let mut p = heap.alloc(big, 16);
+    let after = heap.alloc(big, 16);
+    let mut len = big;
+    // SAFETY: live blocks of at least `len` bytes.
+    unsafe { fill(p, 0, len) };
+    let mut remapped = 0;
+    for _ in 0..12 {
+        let new_len = len + len / 2;
+        let remaps = pages.stats().remap_calls;
+        // SAFETY: `p` is a live block of this heap.
+        let usable = unsafe { heap.usable_size(p) }.unwrap();
+        // SAFETY: `p` is live; the old pointer is not used afterwards.
+        let q = unsafe { heap.realloc(p, new_len, 16) }.unwrap();
+        assert!(!q.is_null());
+        // Growth past the mapping goes through the page source's remap (the
+        // pages move); growth within it stays in place.
+        let want = pages.stats().remap_calls;
+        if new_len > usable {
+            assert_eq!(want, remaps + 1, "grown by remapping");
+        } else {
+            assert_eq!((want, q), (remaps, p), "grown in place");
+        }
+        // SAFETY: `q` is live with at least `new_len` bytes.
+        unsafe {
+            verify(q, len);
+            fill(q, 0, new_len);
+        }
+        heap.check().unwrap();
+        let s = heap.stats();
+        assert_eq!(s.large_count, 3);
+        assert_eq!(s.large_bytes, 2 * big + new_len);
+        assert_eq!(s.mapped_bytes, pages.mapped_bytes());
+        assert_eq!(pages.live_regions(), 3 + s.superslabs_mapped);
+        remapped += want - remaps;
+        p = q;
+        len = new_len;
+    }
+    assert!(remapped >= 6, "{remapped} remaps in 12 growths by half");
+    // The grown block, and its neighbours, free as usual.
+    for b in [before, p, after] {
+        // SAFETY: live, freed once.
+        unsafe { heap.dealloc(b) }.unwrap();
+    }
+    heap.check().unwrap();
+    heap.trim();
+    assert_eq!(pages.mapped_bytes(), 0);
+}

@@ -35,7 +35,9 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use hakmem_core::PageSource;
-use rustix::mm::{madvise, mmap_anonymous, munmap, Advice, MapFlags, ProtFlags};
+use rustix::mm::{
+    madvise, mmap_anonymous, mremap, mremap_fixed, munmap, Advice, MapFlags, MremapFlags, ProtFlags,
+};
 
 const ADDRESS_BITS: u32 = 48;
 
@@ -237,6 +239,50 @@ unsafe impl PageSource for LinuxPages {
         self.mapped.fetch_sub(size, Ordering::Relaxed);
         // SAFETY: per the contract, the region is ours and unused.
         unsafe { self.unmap_raw(ptr.as_ptr() as usize, size) };
+    }
+
+    const CAN_REMAP: bool = true;
+
+    /// `mremap` in place when the address space after the region is free,
+    /// else onto a fresh aligned mapping with `MREMAP_FIXED` (the pages
+    /// move, nothing is copied).
+    unsafe fn remap(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        let old = ptr.as_ptr();
+        // SAFETY: per the contract `[old, old + old_size)` is our live
+        // region; without MAYMOVE the kernel grows it in place or fails.
+        if unsafe { mremap(old.cast(), old_size, new_size, MremapFlags::empty()) }.is_ok() {
+            self.mark(old as usize, new_size, true);
+            self.mapped
+                .fetch_add(new_size - old_size, Ordering::Relaxed);
+            return Some(ptr);
+        }
+        let dst = self.map(new_size, align)?;
+        // SAFETY: `dst` is a fresh mapping of `new_size` bytes that nothing
+        // uses; moving the old pages over it replaces it, and the old range
+        // is unmapped by the kernel.
+        let moved = unsafe {
+            mremap_fixed(
+                old.cast(),
+                old_size,
+                new_size,
+                MremapFlags::MAYMOVE,
+                dst.as_ptr().cast(),
+            )
+        };
+        if moved.is_err() {
+            // SAFETY: `dst` is ours and unused.
+            unsafe { self.unmap(dst, new_size) };
+            return None;
+        }
+        self.mark(old as usize, old_size, false);
+        self.mapped.fetch_sub(old_size, Ordering::Relaxed);
+        Some(dst)
     }
 
     unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
