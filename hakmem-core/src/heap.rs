@@ -44,7 +44,7 @@ use crate::large::{LargeBlock, LargeCache, LARGE_LIVE};
 use crate::locate::{self, Found};
 use crate::page_source::PageSource;
 use crate::remote::Outgoing;
-use crate::size_class::{class_for, class_of_table, EXACT_MAX, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
+use crate::size_class::{class_for, class_of_table, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
 use crate::slab::{corrupted, free_tag, Block, Slab, FRESH, IN_PARTIAL};
 use crate::superslab::SuperSlab;
 
@@ -171,24 +171,18 @@ impl<P: PageSource> Heap<P> {
     /// the heap stays fully usable. Size 0 gets a unique minimal block.
     #[inline(always)]
     pub fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
-        if size <= EXACT_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
-            return self.alloc_class(size.saturating_sub(1) / MIN_ALIGN, false);
-        }
-        self.alloc_general(size, align, false)
+        self.alloc_any(size, align, false)
     }
 
     /// Like [`alloc`](Self::alloc), with the bytes zeroed. Fresh memory from a
     /// page source that maps zeroed pages is not cleared again.
     #[inline]
     pub fn alloc_zeroed(&mut self, size: usize, align: usize) -> *mut u8 {
-        if size <= EXACT_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
-            return self.alloc_class(size.saturating_sub(1) / MIN_ALIGN, true);
-        }
-        self.alloc_general(size, align, true)
+        self.alloc_any(size, align, true)
     }
 
     #[inline(always)]
-    fn alloc_general(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+    fn alloc_any(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         // Common sizes at the default alignment: one table load. (Every
         // class is a multiple of 16, so any class serves alignment 16.)
         if size <= TABLE_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
