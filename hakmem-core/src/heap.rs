@@ -53,8 +53,16 @@ static NEXT_HEAP_ID: AtomicUsize = AtomicUsize::new(1);
 
 /// Entries in the cache of owned SuperSlab bases (direct-mapped by address:
 /// SuperSlabs mapped one after another fill it without collisions up to
-/// this many).
-pub(crate) const KNOWN: usize = 256;
+/// this many): 256 (512 MiB of 2 MiB SuperSlabs, 2 KiB of heap) on 64-bit
+/// targets, 16 on 32-bit ones, whose heaps are small (and whose heap
+/// struct may live on a small stack while it is built).
+pub(crate) const KNOWN: usize = if usize::BITS == 64 { 256 } else { 16 };
+
+/// An empty `known` entry: no masked address equals it (masked addresses
+/// have their low bits clear), so a pointer below the first SuperSlab-sized
+/// boundary — `1 as *mut u8`, a dangling zero-size pointer — never matches
+/// (0 would: its mask is 0).
+pub(crate) const NO_SUPERSLAB: usize = 1;
 
 /// Counters of the heap as a whole, kept on the paths that change them.
 #[derive(Default)]
@@ -88,8 +96,8 @@ pub struct Heap<P: PageSource> {
     /// Per class: slabs that may have a free or uncarved block (doubly
     /// linked); the head is the slab allocations come from.
     pub(crate) partial: [*mut Slab; NUM_CLASSES],
-    /// Direct-mapped cache of owned SuperSlab bases (0: none), so a local
-    /// free needs no `PageSource::contains`.
+    /// Direct-mapped cache of owned SuperSlab bases ([`NO_SUPERSLAB`]:
+    /// none), so a local free needs no `PageSource::contains`.
     pub(crate) known: [usize; KNOWN],
     /// Per class: the tail of `partial`, where slabs that regain room go.
     pub(crate) partial_tail: [*mut Slab; NUM_CLASSES],
@@ -123,7 +131,7 @@ impl<P: PageSource> Heap<P> {
         Ok(Heap {
             geo,
             partial: [ptr::null_mut(); NUM_CLASSES],
-            known: [0; KNOWN],
+            known: [NO_SUPERSLAB; KNOWN],
             partial_tail: [ptr::null_mut(); NUM_CLASSES],
             outgoing: Outgoing::EMPTY,
             source,

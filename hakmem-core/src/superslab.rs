@@ -30,7 +30,7 @@ use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::Ordering;
 
 use crate::config::Geometry;
-use crate::heap::{Heap, KNOWN};
+use crate::heap::{Heap, KNOWN, NO_SUPERSLAB};
 use crate::page_source::PageSource;
 use crate::slab::{Slab, IN_PARTIAL, NO_CLASS};
 
@@ -346,7 +346,7 @@ impl<P: PageSource> Heap<P> {
         let base = ss as usize;
         let slot = (base >> self.geo.superslab_shift) % KNOWN;
         if self.known[slot] == base {
-            self.known[slot] = 0;
+            self.known[slot] = NO_SUPERSLAB;
         }
     }
 }

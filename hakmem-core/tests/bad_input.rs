@@ -714,3 +714,23 @@ fn small_alignments_that_are_not_powers_of_two_return_null() {
     }
     assert_eq!(heap.stats().held_blocks, 0);
 }
+
+#[test]
+fn pointers_below_the_first_superslab_boundary_are_not_ours() {
+    // Dangling pointers of zero-sized values (`NonNull::dangling()`) and
+    // other small integers mask to address 0; a fresh heap's cache of owned
+    // SuperSlabs must not take them for one.
+    let pages = SimPages::new();
+    let mut heap = Heap::new(&pages, config()).unwrap();
+    for addr in [1usize, 8, 16, 4096] {
+        refused(&mut heap, addr as *mut u8, NotOurs);
+    }
+    let p = heap.alloc(16, 8);
+    for addr in [1usize, 8, 16, 4096] {
+        refused(&mut heap, addr as *mut u8, NotOurs);
+    }
+    free(&mut heap, p);
+    heap.trim();
+    // After the SuperSlab went back, its emptied cache entry matches nothing.
+    refused(&mut heap, 8 as *mut u8, NotOurs);
+}
