@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod c_abi;
+pub mod c_api;
 mod env;
 mod global;
 mod heaps;
