@@ -36,6 +36,8 @@
 #![no_std]
 #![deny(missing_docs)]
 
+#[cfg(feature = "allocator-api2")]
+mod allocator;
 mod error;
 mod global;
 mod local;

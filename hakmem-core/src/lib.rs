@@ -51,6 +51,8 @@
 extern crate std;
 
 mod account;
+#[cfg(feature = "allocator-api2")]
+pub mod allocator;
 mod check;
 pub mod config;
 mod error;

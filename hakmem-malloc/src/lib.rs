@@ -1,17 +1,21 @@
 //! `libhakmem.so`: hakmem as `malloc` for any Linux program,
 //! `LD_PRELOAD=target/release/libhakmem.so program`.
 //!
-//! Only `extern "C"` forwards live here: each symbol calls
-//! `hakmem_std::c_abi` and sets `errno` on failure. Being a crate of its
+//! Only `extern "C"` forwards live here: each allocation symbol calls
+//! `hakmem_std::c_abi` and sets `errno` on failure; hakmem's own interface
+//! (`include/hakmem.h`) and glibc's introspection calls (`malloc_trim`,
+//! `mallinfo2`, `mallinfo`, `malloc_stats`) call `hakmem_std::c_api`. Being a crate of its
 //! own, a Rust program that depends on hakmem-std never gets its `malloc`
 //! replaced by accident.
 
-use core::ffi::c_void;
+use core::ffi::{c_char, c_void};
 
 use hakmem_std::c_abi::{self, CError};
+use hakmem_std::c_api;
 
 const ENOMEM: i32 = 12;
 const EINVAL: i32 = 22;
+const EPERM: i32 = 1;
 
 extern "C" {
     fn __errno_location() -> *mut i32;
@@ -157,4 +161,89 @@ pub unsafe extern "C" fn free_sized(ptr: *mut c_void, _size: usize) {
 pub unsafe extern "C" fn free_aligned_sized(ptr: *mut c_void, _align: usize, _size: usize) {
     // SAFETY: as `free`.
     unsafe { c_abi::free(ptr.cast()) }
+}
+
+// ------------------------------------------------------------ hakmem.h
+
+/// `hakmem_stats_get`: fills `*out` with the process-wide figures.
+/// Returns 0, or `EINVAL` (and writes nothing) for a null `out`.
+///
+/// # Safety
+/// `out` is null or valid for a write of a `hakmem_stats_t`.
+#[no_mangle]
+pub unsafe extern "C" fn hakmem_stats_get(out: *mut c_api::HakmemStats) -> i32 {
+    if out.is_null() {
+        return EINVAL;
+    }
+    // SAFETY: per the caller.
+    unsafe { out.write(c_api::stats_get()) };
+    0
+}
+
+/// `hakmem_stats_print`: the stats table on stderr.
+#[no_mangle]
+pub extern "C" fn hakmem_stats_print() {
+    c_api::stats_print()
+}
+
+/// `hakmem_trim`: returns free memory now; the number of SuperSlabs
+/// released.
+#[no_mangle]
+pub extern "C" fn hakmem_trim() -> usize {
+    c_api::trim()
+}
+
+/// `hakmem_option_get`: the value in force, or -1 for an unknown option.
+#[no_mangle]
+pub extern "C" fn hakmem_option_get(opt: i32) -> i64 {
+    match c_api::HakmemOption::from_raw(opt) {
+        Some(o) => i64::try_from(c_api::option_get(o)).unwrap_or(i64::MAX),
+        None => -1,
+    }
+}
+
+/// `hakmem_option_set`: 0, `EINVAL` (unknown option or bad value) or
+/// `EPERM` (fixed at set-up).
+#[no_mangle]
+pub extern "C" fn hakmem_option_set(opt: i32, value: i64) -> i32 {
+    let (Some(o), Ok(v)) = (c_api::HakmemOption::from_raw(opt), u64::try_from(value)) else {
+        return EINVAL;
+    };
+    match c_api::option_set(o, v) {
+        Ok(()) => 0,
+        Err(c_api::OptionError::Invalid) => EINVAL,
+        Err(c_api::OptionError::Fixed) => EPERM,
+    }
+}
+
+/// `hakmem_version`: `"0.1.0"`, a static string.
+#[no_mangle]
+pub extern "C" fn hakmem_version() -> *const c_char {
+    c_api::version()
+}
+
+// ------------------------------------------------------------ glibc introspection
+
+/// glibc `malloc_trim`: 1 if memory went back to the system, else 0.
+#[no_mangle]
+pub extern "C" fn malloc_trim(pad: usize) -> i32 {
+    c_api::malloc_trim(pad)
+}
+
+/// glibc `mallinfo2`, filled from hakmem's figures (see `hakmem.h`).
+#[no_mangle]
+pub extern "C" fn mallinfo2() -> c_api::MallInfo2 {
+    c_api::mallinfo2()
+}
+
+/// glibc's obsolete `mallinfo`: `mallinfo2` saturated to `int`.
+#[no_mangle]
+pub extern "C" fn mallinfo() -> c_api::MallInfo {
+    c_api::mallinfo()
+}
+
+/// glibc `malloc_stats`: the stats table on stderr.
+#[no_mangle]
+pub extern "C" fn malloc_stats() {
+    c_api::stats_print()
 }

@@ -315,6 +315,70 @@ fn run_c(name: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     run(cmd)
 }
 
+/// Builds `examples/c/<name>.c` against `include/hakmem.h` and links it
+/// with libhakmem.so (`-lhakmem`, found through an rpath), as a program
+/// using hakmem's own C interface is built.
+fn compile_linked_example(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = dir.join("examples").join("c").join(format!("{name}.c"));
+    let lib = libhakmem();
+    let lib_dir = lib.parent().expect("the library lies in a directory");
+    let out_path = scratch().join(format!("example-{name}"));
+    let out = Command::new("cc")
+        .args(["-O1", "-Wall", "-Wextra", "-Werror", "-g", "-I"])
+        .arg(dir.join("include"))
+        .arg("-o")
+        .arg(&out_path)
+        .arg(&src)
+        .arg("-L")
+        .arg(lib_dir)
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .arg("-lhakmem")
+        .output()
+        .unwrap_or_else(|e| panic!("run cc (install gcc): {e}"));
+    assert!(
+        out.status.success(),
+        "cc {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out_path
+}
+
+// ---------------------------------------------------------------- hakmem.h
+
+/// `examples/c/stats.c`, linked with `-lhakmem` (no `LD_PRELOAD`): the
+/// figures of `hakmem_stats_get` cover what it allocated, `mallinfo2`
+/// agrees with them field by field, after freeing everything the held
+/// bytes are back where they were and `hakmem_trim` leaves nothing to
+/// trim, `malloc_stats` and the exit table print, and the options answer
+/// as documented. Without the background thread, whose start-up
+/// allocations could land between two of its readings.
+#[test]
+fn c_header_stats_trim_mallinfo_options() {
+    for retain in ["4", "0"] {
+        let mut cmd = Command::new(compile_linked_example("stats"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HAKMEM_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("HAKMEM_BACKGROUND", "0")
+            .env("HAKMEM_RETAIN", retain);
+        let r = run(cmd);
+        assert!(r.status.success(), "failed: {}", r.report());
+        assert!(r.stdout.contains("stats ok"), "{}", r.report());
+        // malloc_stats() and the exit table that hakmem_option_set turned on.
+        assert_eq!(
+            r.stderr.matches("\nhakmem stats\n").count(),
+            2,
+            "expected malloc_stats' table and the exit table: {}",
+            r.report()
+        );
+        assert!(!r.stderr.contains("invalid free"), "{}", r.report());
+    }
+}
+
 // ---------------------------------------------------------------- C API
 
 #[test]

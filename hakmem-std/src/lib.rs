@@ -30,21 +30,49 @@
 //! the README); [`stats`] gives exact process-wide figures.
 #![deny(missing_docs)]
 
+// hakmem-std is Linux-only: membarrier (reading other threads' heaps),
+// MADV_DONTNEED and MAP_NORESERVE (LinuxPages), .init_array/.fini_array and
+// pthread_atfork. Say so once, instead of a page of unresolved imports.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "hakmem-std supports Linux only (membarrier, MADV_DONTNEED, MAP_NORESERVE, \
+     .init_array and pthread_atfork); this target is not Linux. Use hakmem-core \
+     with a PageSource of your own, or hakmem-bare over fixed regions."
+);
+
+// Every item below is Linux-only, so that elsewhere the message above is
+// the only one.
+#[cfg(target_os = "linux")]
 pub mod c_abi;
+#[cfg(target_os = "linux")]
+pub mod c_api;
+#[cfg(target_os = "linux")]
 mod env;
+#[cfg(target_os = "linux")]
 mod global;
+#[cfg(target_os = "linux")]
 mod heaps;
+#[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "linux")]
 mod purge;
+#[cfg(target_os = "linux")]
 mod stats;
+#[cfg(target_os = "linux")]
 mod tls;
 
+#[cfg(target_os = "linux")]
 pub use env::Config;
+#[cfg(target_os = "linux")]
 pub use global::HakMem;
+#[cfg(target_os = "linux")]
 pub use hakmem_core::{Config as CoreConfig, Stats};
+#[cfg(target_os = "linux")]
 pub use linux::{page_size, LinuxPages};
+#[cfg(target_os = "linux")]
 pub use stats::{stats, thread_stats, GlobalStats};
 
+#[cfg(target_os = "linux")]
 /// Returns now what the background thread would return later: the calling
 /// thread's empty SuperSlabs (retained ones included) and empty slabs,
 /// the batches of blocks it freed into other heaps,
@@ -55,6 +83,7 @@ pub fn trim() -> usize {
     own + purge::pass(true).released
 }
 
+#[cfg(target_os = "linux")]
 /// The configuration in force (after the environment), if any allocation
 /// happened yet.
 pub fn config() -> Option<Config> {

@@ -143,10 +143,10 @@ pub(crate) fn write_stderr(args: fmt::Arguments<'_>) {
 }
 
 /// Runs at process exit (from `.fini_array`): prints the stats table when
-/// `HAKMEM_SHOW_STATS=1`.
+/// `HAKMEM_SHOW_STATS=1` (or `hakmem_option_set` turned it on).
 extern "C" fn at_exit() {
     if let Some(g) = global::global() {
-        if g.cfg.show_stats {
+        if crate::c_api::show_stats_at_exit(&g.cfg) {
             write_stderr(format_args!("{}", stats()));
         }
     }
