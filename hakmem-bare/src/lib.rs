@@ -39,12 +39,21 @@
 mod error;
 mod global;
 mod local;
+mod lock;
+mod percore;
 mod region;
+mod shared;
+mod slot;
 
 pub use error::BareError;
 pub use global::BareHeap;
 pub use hakmem_core::{Config, FreeError, FreeErrorKind, PageSource, Stats};
 pub use local::{BareStats, LocalHeap, OomCtx, OomHook, BARE_CONFIG};
+#[cfg(all(target_arch = "arm", target_os = "none"))]
+pub use lock::InterruptLock;
+pub use lock::{Locked, LockedGuard, RawLock, SpinLock};
+pub use percore::{CoreHeap, PerCoreHeap};
 pub use region::{
     FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT, INLINE_PAGES, INLINE_REGIONS, MAX_REGIONS,
 };
+pub use shared::{RegionSource, SharedRegion};
