@@ -1,24 +1,24 @@
-//! `BareHeap`: a [`LocalHeap`] behind a spin lock, as a `#[global_allocator]`.
+//! `BareHeap`: a [`LocalHeap`] behind a [`RawLock`], as a
+//! `#[global_allocator]`.
 //!
 //! Invariants:
-//! - the slot's heap is initialised exactly when `ready`: from a successful
-//!   `init` on, for good (a second `init` changes nothing);
-//! - the heap is built in its slot (one temporary copy at most), not moved
-//!   around: it is 3 KiB on 32-bit targets, and a board's stack is small;
+//! - the slot's heap is built from a successful `init` on, for good (a
+//!   second `init` changes nothing), in place (see `slot.rs`);
 //! - no panic happens while the lock is held: invalid frees are reported
 //!   after the guard is dropped.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::mem::MaybeUninit;
 use core::ptr;
 
-use hakmem_core::{Config, FreeError, FreeErrorKind};
+use hakmem_core::Config;
 
 use crate::error::BareError;
-use crate::local::{BareStats, LocalHeap, OomHook, BARE_CONFIG};
+use crate::local::{region_for, BareStats, LocalHeap, OomHook, BARE_CONFIG};
+use crate::lock::{Locked, RawLock, SpinLock};
+use crate::slot::{freed, Slot};
 
 /// The heap for bare-metal, embedded and kernel targets: a hakmem heap over
-/// caller-given memory regions, behind a spin lock, usable as
+/// caller-given memory regions, behind a lock `L`, usable as
 /// `#[global_allocator]`.
 ///
 /// ```
@@ -43,61 +43,50 @@ use crate::local::{BareStats, LocalHeap, OomHook, BARE_CONFIG};
 /// assert_eq!(HEAP.stats().unwrap().live_bytes, 0);
 /// ```
 ///
-/// Not interrupt-safe: an allocation from an interrupt handler that
-/// interrupted an allocation on the same core would spin forever. Code that
-/// must allocate there can own a [`LocalHeap`] inside its own critical
-/// section instead.
-pub struct BareHeap {
+/// The lock decides who may allocate:
+/// - [`SpinLock`] (the default): any core, but not an interrupt handler
+///   that may interrupt an allocation on its own core (it would spin
+///   forever);
+/// - `InterruptLock` (Cortex-M): interrupts are masked while the heap is
+///   locked, so handlers may allocate too (see [`with_lock`](Self::with_lock));
+/// - any [`RawLock`] of your own (another architecture's interrupt mask).
+///
+/// For one heap per core, see [`PerCoreHeap`](crate::PerCoreHeap).
+pub struct BareHeap<L: RawLock = SpinLock> {
     cfg: Config,
     hook: Option<OomHook>,
-    heap: spin::Mutex<Slot>,
-}
-
-/// Where the heap lives: built in place by `init`.
-struct Slot {
-    ready: bool,
-    heap: MaybeUninit<LocalHeap>,
-}
-
-impl Slot {
-    fn get(&mut self) -> Option<&mut LocalHeap> {
-        // SAFETY: `heap` is initialised when `ready` (invariant).
-        self.ready.then(|| unsafe { self.heap.assume_init_mut() })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if self.ready {
-            // SAFETY: initialised (invariant), and dropped once.
-            unsafe { self.heap.assume_init_drop() }
-        }
-    }
+    heap: Locked<L, Slot<crate::FixedRegion>>,
 }
 
 impl BareHeap {
-    /// A heap with no memory, configured with [`BARE_CONFIG`] (16 KiB
-    /// SuperSlabs) and no out-of-memory hook: every allocation returns null
-    /// until [`init`](Self::init).
+    /// A spin-locked heap with no memory, configured with [`BARE_CONFIG`]
+    /// (16 KiB SuperSlabs) and no out-of-memory hook: every allocation
+    /// returns null until [`init`](Self::init).
     pub const fn empty() -> BareHeap {
         BareHeap::new(BARE_CONFIG, None)
     }
 
-    /// A heap with no memory, the given configuration (checked at `init`)
-    /// and out-of-memory hook (installed at `init`).
+    /// A spin-locked heap with no memory, the given configuration (checked
+    /// at `init`) and out-of-memory hook (installed at `init`).
     pub const fn new(cfg: Config, hook: Option<OomHook>) -> BareHeap {
+        BareHeap::with_lock(cfg, hook)
+    }
+}
+
+impl<L: RawLock> BareHeap<L> {
+    /// As [`new`](BareHeap::new), behind the lock `L`:
+    /// `static HEAP: BareHeap<InterruptLock> = BareHeap::with_lock(BARE_CONFIG, None);`
+    pub const fn with_lock(cfg: Config, hook: Option<OomHook>) -> Self {
         BareHeap {
             cfg,
             hook,
-            heap: spin::Mutex::new(Slot {
-                ready: false,
-                heap: MaybeUninit::uninit(),
-            }),
+            heap: Locked::new(Slot::EMPTY),
         }
     }
 
     /// Gives the heap its first region, `[start, start + len)` (see
-    /// [`LocalHeap::claim`] for how it is used and what is refused).
+    /// [`LocalHeap::claim`] for how it is used and what is refused). The
+    /// heap is built in its place in `self`, not on the stack.
     ///
     /// Errors: [`BareError::AlreadyInitialized`] on a second call (nothing
     /// changes, the new memory is not touched), an invalid configuration, or
@@ -109,19 +98,13 @@ impl BareHeap {
     /// reads and writes and used by nothing but this heap from now on.
     pub unsafe fn init(&self, start: *mut u8, len: usize) -> Result<(), BareError> {
         let mut g = self.heap.lock();
-        if g.ready {
+        if g.is_ready() {
             return Err(BareError::AlreadyInitialized);
         }
-        LocalHeap::new_in(&mut g.heap, self.cfg)?;
-        g.ready = true;
-        let h = g.get().expect("just initialised");
-        h.set_oom_hook(self.hook);
+        let h = g.build(region_for(&self.cfg)?, self.cfg, self.hook)?;
         // SAFETY: forwarded caller contract.
         if let Err(e) = unsafe { h.claim(start, len) } {
-            g.ready = false;
-            // SAFETY: initialised just above; `ready` is false again, so it
-            // is dropped once.
-            unsafe { g.heap.assume_init_drop() };
+            g.clear();
             return Err(e);
         }
         Ok(())
@@ -147,7 +130,7 @@ impl BareHeap {
 
     /// Whether `init` succeeded.
     pub fn is_initialized(&self) -> bool {
-        self.heap.lock().ready
+        self.heap.lock().is_ready()
     }
 
     /// Runs `f` on the heap, locked; `None` before `init`. `f` must not
@@ -168,21 +151,12 @@ impl BareHeap {
     }
 }
 
-/// Reports an invalid free by panicking with hakmem's message. `extern "C"`
-/// so the panic cannot unwind out of the allocator: where panics unwind it
-/// aborts after the message; on bare metal the panic handler gets it.
-#[cold]
-#[inline(never)]
-#[allow(improper_ctypes_definitions)] // called from Rust only
-extern "C" fn invalid_free(e: FreeError) -> ! {
-    panic!("{e}")
-}
-
 // SAFETY: every method returns memory from the locked hakmem heap honouring
 // the layout (size and alignment), or null; dealloc/realloc accept the
 // pointers it returned, from any core (the lock serialises them); nothing
-// unwinds (`invalid_free` cannot) and nothing panics with the lock held.
-unsafe impl GlobalAlloc for BareHeap {
+// unwinds (`freed` reports with an `extern "C"` panic) and nothing panics
+// with the lock held.
+unsafe impl<L: RawLock> GlobalAlloc for BareHeap<L> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.with(|h| h.alloc(layout)).unwrap_or(ptr::null_mut())
@@ -199,14 +173,7 @@ unsafe impl GlobalAlloc for BareHeap {
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours,
         // allocated with `layout`.
         let r = self.with(|h| unsafe { h.try_dealloc(ptr, layout) });
-        match r {
-            Some(Ok(())) => {}
-            Some(Err(e)) => invalid_free(e),
-            None => invalid_free(FreeError {
-                ptr: ptr.addr(),
-                kind: FreeErrorKind::NotOurs,
-            }),
-        }
+        freed(r, ptr)
     }
 
     #[inline]
@@ -214,13 +181,6 @@ unsafe impl GlobalAlloc for BareHeap {
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours,
         // allocated with `layout`, and `new_size` is valid for its alignment.
         let r = self.with(|h| unsafe { h.try_realloc(ptr, layout, new_size) });
-        match r {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => invalid_free(e),
-            None => invalid_free(FreeError {
-                ptr: ptr.addr(),
-                kind: FreeErrorKind::NotOurs,
-            }),
-        }
+        freed(r, ptr)
     }
 }

@@ -11,8 +11,14 @@
 //!   ranges are reused, by SuperSlabs and by large blocks spanning several.
 //! - [`LocalHeap`]: the heap without a lock, for the core that owns it, with
 //!   an out-of-memory hook ([`OomHook`]) and peak figures ([`BareStats`]).
-//! - [`BareHeap`]: a `LocalHeap` behind a spin lock, `const`-constructible,
-//!   for `#[global_allocator]`.
+//! - [`BareHeap`]: a `LocalHeap` behind a [`RawLock`] — [`SpinLock`] by
+//!   default, `InterruptLock` (Cortex-M: PRIMASK saved, `cpsid i`, restored)
+//!   so interrupt handlers may allocate — `const`-constructible, for
+//!   `#[global_allocator]`.
+//! - [`PerCoreHeap`]: one `LocalHeap` per core (the core number from a
+//!   function you supply), each behind its own lock, over one
+//!   [`SharedRegion`]; a free of another core's block goes to its owner's
+//!   remote list, and a core out of memory trims idle cores' heaps.
 //!
 //! ```ignore
 //! #[global_allocator]
@@ -30,9 +36,10 @@
 //! on a 16 KiB boundary, so hand in regions aligned to 16 KiB where you can:
 //! memory before a region's first boundary serves nothing (at most its
 //! bitmaps), and each large block leaves the rest of its last 16 KiB chunk
-//! unused. `init` builds the heap (about 2 KiB on 32-bit targets) in place;
-//! with `opt-level = "s"` or `"z"` the construction still takes 5 to 7 KiB
-//! of stack once, at `init`.
+//! unused. `init` builds the heap (about 3 KiB on 32-bit targets) in its
+//! slot, field by field, but the core's `Heap::new` returns the core heap by
+//! value, so at `opt-level = "s"` `init` still takes about 5.9 KiB of stack
+//! once (measured by the firmware: `init_stack` on its PASS line).
 #![no_std]
 #![deny(missing_docs)]
 
@@ -41,12 +48,21 @@ mod allocator;
 mod error;
 mod global;
 mod local;
+mod lock;
+mod percore;
 mod region;
+mod shared;
+mod slot;
 
 pub use error::BareError;
 pub use global::BareHeap;
 pub use hakmem_core::{Config, FreeError, FreeErrorKind, PageSource, Stats};
 pub use local::{BareStats, LocalHeap, OomCtx, OomHook, BARE_CONFIG};
+#[cfg(all(target_arch = "arm", target_os = "none"))]
+pub use lock::InterruptLock;
+pub use lock::{Locked, LockedGuard, RawLock, SpinLock};
+pub use percore::{CoreHeap, PerCoreHeap};
 pub use region::{
     FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT, INLINE_PAGES, INLINE_REGIONS, MAX_REGIONS,
 };
+pub use shared::{RegionSource, SharedRegion};

@@ -9,9 +9,15 @@
 //!    while it returns `true` the allocation is retried, and the hook called
 //!    again when the retry fails.
 //!
+//!    Between the two, a heap among several (one per core) first asks the
+//!    others to give back what they hold empty (`reclaim`, see `percore.rs`).
+//!
 //! Invariants:
 //! - `live` is the sum of the sizes requested by the live allocations made
-//!   through this type (realloc counts the new size), `peak >= live`;
+//!   through this heap (realloc counts the new size), minus the sizes of the
+//!   blocks freed through it, modulo 2^BITS: a heap among several may free
+//!   more than it allocated (another core's blocks), so only the sum over
+//!   the heaps is a count; alone, `live` is one and `peak >= live`;
 //! - every state change of a failed call is in the counters only.
 
 use core::alloc::Layout;
@@ -21,8 +27,11 @@ use core::ptr;
 
 use hakmem_core::{Config, FreeError, Heap, Stats};
 
+use hakmem_core::PageSource;
+
 use crate::error::BareError;
 use crate::region::{FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT};
+use crate::shared::RegionSource;
 
 /// The configuration of [`BareHeap::empty`](crate::BareHeap::empty) and
 /// [`LocalHeap::new`] users usually want: 16 KiB SuperSlabs of 1 KiB slab
@@ -49,7 +58,7 @@ pub type OomHook = fn(&mut OomCtx<'_>, Layout) -> bool;
 
 /// What the out-of-memory hook may do to the heap.
 pub struct OomCtx<'a> {
-    heap: &'a mut Heap<FixedRegion>,
+    source: &'a dyn RegionSource,
 }
 
 impl OomCtx<'_> {
@@ -61,12 +70,12 @@ impl OomCtx<'_> {
     /// lives.
     pub unsafe fn claim(&mut self, start: *mut u8, len: usize) -> Result<usize, BareError> {
         // SAFETY: forwarded caller contract.
-        unsafe { self.heap.source().claim(start, len) }
+        unsafe { self.source.claim(start, len) }
     }
 
     /// The page source's figures (regions, managed and mapped bytes).
     pub fn region_stats(&self) -> RegionStats {
-        self.heap.source().stats()
+        self.source.stats()
     }
 }
 
@@ -76,8 +85,12 @@ impl OomCtx<'_> {
 ///
 /// The API follows `GlobalAlloc` (a [`Layout`] on every call), which lets it
 /// count the bytes the application holds and their peak.
-pub struct LocalHeap {
-    heap: Heap<FixedRegion>,
+///
+/// `S` is the page source: a [`FixedRegion`] of its own (the default), or a
+/// [`&SharedRegion`](crate::SharedRegion) that heaps on other cores map
+/// from too ([`PerCoreHeap`](crate::PerCoreHeap)).
+pub struct LocalHeap<S: PageSource + RegionSource = FixedRegion> {
+    heap: Heap<S>,
     oom: Option<OomHook>,
     live: usize,
     peak: usize,
@@ -143,6 +156,17 @@ impl fmt::Display for BareStats {
     }
 }
 
+/// The page source [`LocalHeap::new`] builds for `cfg`: 256 B pages,
+/// chunks of the SuperSlab size, regions refused below the smallest large
+/// block.
+pub(crate) fn region_for(cfg: &Config) -> Result<FixedRegion, BareError> {
+    let geo = cfg.geometry()?;
+    Ok(
+        FixedRegion::new(DEFAULT_PAGE_SHIFT, geo.superslab_shift as u32)
+            .with_min_claim(geo.max_slab_size() + 1 + LARGE_HEADER_ROOM),
+    )
+}
+
 impl LocalHeap {
     /// A heap with no memory yet (every allocation fails until
     /// [`claim`](Self::claim)).
@@ -164,23 +188,7 @@ impl LocalHeap {
         slot: &mut MaybeUninit<LocalHeap>,
         cfg: Config,
     ) -> Result<&mut LocalHeap, BareError> {
-        let geo = cfg.geometry()?;
-        let source = FixedRegion::new(DEFAULT_PAGE_SHIFT, geo.superslab_shift as u32)
-            .with_min_claim(geo.max_slab_size() + 1 + LARGE_HEADER_ROOM);
-        let p = slot.as_mut_ptr();
-        // SAFETY: every field of the slot is written once, through raw
-        // pointers into it, before it is read.
-        unsafe {
-            ptr::addr_of_mut!((*p).heap).write(Heap::new(source, cfg)?);
-            ptr::addr_of_mut!((*p).oom).write(None);
-            ptr::addr_of_mut!((*p).live).write(0);
-            ptr::addr_of_mut!((*p).peak).write(0);
-            ptr::addr_of_mut!((*p).allocs).write(0);
-            ptr::addr_of_mut!((*p).frees).write(0);
-            ptr::addr_of_mut!((*p).failed).write(0);
-            ptr::addr_of_mut!((*p).oom_calls).write(0);
-            Ok(slot.assume_init_mut())
-        }
+        LocalHeap::new_in_with(slot, region_for(&cfg)?, cfg)
     }
 
     /// A heap over `[start, start + len)`.
@@ -196,6 +204,32 @@ impl LocalHeap {
         // SAFETY: forwarded caller contract.
         unsafe { h.claim(start, len)? };
         Ok(h)
+    }
+}
+
+impl<S: PageSource + RegionSource> LocalHeap<S> {
+    /// Builds a heap with no memory of its own over `source` in `slot`,
+    /// holding at most one copy of the core heap on the stack on the way.
+    #[inline(never)]
+    pub fn new_in_with(
+        slot: &mut MaybeUninit<LocalHeap<S>>,
+        source: S,
+        cfg: Config,
+    ) -> Result<&mut LocalHeap<S>, BareError> {
+        let p = slot.as_mut_ptr();
+        // SAFETY: every field of the slot is written once, through raw
+        // pointers into it, before it is read.
+        unsafe {
+            ptr::addr_of_mut!((*p).heap).write(Heap::new(source, cfg)?);
+            ptr::addr_of_mut!((*p).oom).write(None);
+            ptr::addr_of_mut!((*p).live).write(0);
+            ptr::addr_of_mut!((*p).peak).write(0);
+            ptr::addr_of_mut!((*p).allocs).write(0);
+            ptr::addr_of_mut!((*p).frees).write(0);
+            ptr::addr_of_mut!((*p).failed).write(0);
+            ptr::addr_of_mut!((*p).oom_calls).write(0);
+            Ok(slot.assume_init_mut())
+        }
     }
 
     /// Gives the heap the region `[start, start + len)`, which need not touch
@@ -217,7 +251,7 @@ impl LocalHeap {
     /// heap lives.
     pub unsafe fn claim(&mut self, start: *mut u8, len: usize) -> Result<usize, BareError> {
         // SAFETY: forwarded caller contract.
-        unsafe { self.heap.source().claim(start, len) }
+        unsafe { RegionSource::claim(self.heap.source(), start, len) }
     }
 
     /// Sets (or removes) the out-of-memory hook.
@@ -229,27 +263,44 @@ impl LocalHeap {
     /// slow path: trim, then the hook).
     #[inline]
     pub fn alloc(&mut self, layout: Layout) -> *mut u8 {
-        let p = self.heap.alloc(layout.size(), layout.align());
-        if p.is_null() {
-            return self.alloc_slow(layout, false);
-        }
-        self.count_alloc(layout.size());
-        p
+        self.alloc_with(layout, false, &mut || false)
     }
 
     /// Like [`alloc`](Self::alloc), with the bytes zeroed.
     pub fn alloc_zeroed(&mut self, layout: Layout) -> *mut u8 {
-        let p = self.heap.alloc_zeroed(layout.size(), layout.align());
+        self.alloc_with(layout, true, &mut || false)
+    }
+
+    /// `alloc` or `alloc_zeroed`; `reclaim` runs on the slow path, after
+    /// this heap's own trim and before the hook, and says whether it freed
+    /// anything (other cores' heaps trimmed).
+    #[inline]
+    pub(crate) fn alloc_with(
+        &mut self,
+        layout: Layout,
+        zero: bool,
+        reclaim: &mut dyn FnMut() -> bool,
+    ) -> *mut u8 {
+        let p = if zero {
+            self.heap.alloc_zeroed(layout.size(), layout.align())
+        } else {
+            self.heap.alloc(layout.size(), layout.align())
+        };
         if p.is_null() {
-            return self.alloc_slow(layout, true);
+            return self.alloc_slow(layout, zero, reclaim);
         }
         self.count_alloc(layout.size());
         p
     }
 
     #[cold]
-    fn alloc_slow(&mut self, layout: Layout, zero: bool) -> *mut u8 {
-        let r = self.retry(layout, |h| {
+    fn alloc_slow(
+        &mut self,
+        layout: Layout,
+        zero: bool,
+        reclaim: &mut dyn FnMut() -> bool,
+    ) -> *mut u8 {
+        let r = self.retry(layout, reclaim, |h| {
             Ok(if zero {
                 h.alloc_zeroed(layout.size(), layout.align())
             } else {
@@ -294,7 +345,7 @@ impl LocalHeap {
         }
         // SAFETY: forwarded caller contract.
         unsafe { self.heap.dealloc(ptr)? };
-        self.live -= layout.size().min(self.live);
+        self.live = self.live.wrapping_sub(layout.size());
         self.frees += 1;
         Ok(())
     }
@@ -327,12 +378,29 @@ impl LocalHeap {
         layout: Layout,
         new_size: usize,
     ) -> Result<*mut u8, FreeError> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.try_realloc_with(ptr, layout, new_size, &mut || false) }
+    }
+
+    /// `try_realloc`, with `reclaim` as in `alloc_with`.
+    ///
+    /// # Safety
+    /// As [`try_dealloc`](Self::try_dealloc).
+    pub(crate) unsafe fn try_realloc_with(
+        &mut self,
+        ptr: *mut u8,
+        layout: Layout,
+        new_size: usize,
+        reclaim: &mut dyn FnMut() -> bool,
+    ) -> Result<*mut u8, FreeError> {
         let align = layout.align();
         // SAFETY: forwarded caller contract.
         let mut p = unsafe { self.heap.realloc(ptr, new_size, align)? };
         if p.is_null() {
             // SAFETY: as above; a failed realloc left `ptr` live and unmoved.
-            p = self.retry(layout, |h| unsafe { h.realloc(ptr, new_size, align) })?;
+            p = self.retry(layout, reclaim, |h| unsafe {
+                h.realloc(ptr, new_size, align)
+            })?;
             if p.is_null() {
                 return Ok(p);
             }
@@ -340,8 +408,10 @@ impl LocalHeap {
         if ptr.is_null() {
             self.count_alloc(new_size);
         } else {
-            self.live = self.live - layout.size().min(self.live) + new_size;
-            self.peak = self.peak.max(self.live);
+            self.live = self.live.wrapping_sub(layout.size()).wrapping_add(new_size);
+            if (self.live as isize) > (self.peak as isize) {
+                self.peak = self.live;
+            }
             if p != ptr {
                 self.allocs += 1;
                 self.frees += 1;
@@ -370,7 +440,7 @@ impl LocalHeap {
     pub fn stats(&self) -> BareStats {
         BareStats {
             heap: self.heap.stats(),
-            region: self.heap.source().stats(),
+            region: RegionSource::stats(self.heap.source()),
             live_bytes: self.live,
             peak_live_bytes: self.peak,
             allocs: self.allocs,
@@ -381,26 +451,28 @@ impl LocalHeap {
     }
 
     /// The core heap, to read (its `check`, `geometry`, `source`).
-    pub fn core(&self) -> &Heap<FixedRegion> {
+    pub fn core(&self) -> &Heap<S> {
         &self.heap
     }
 
     #[inline]
     fn count_alloc(&mut self, size: usize) {
         self.allocs += 1;
-        self.live += size;
-        if self.live > self.peak {
+        self.live = self.live.wrapping_add(size);
+        // Signed: a heap among several may be below zero (see the module).
+        if (self.live as isize) > (self.peak as isize) {
             self.peak = self.live;
         }
     }
 
-    /// The slow path of a failed allocation: trim and retry, then the hook
-    /// while it asks for retries.
+    /// The slow path of a failed allocation: trim and retry, `reclaim` and
+    /// retry, then the hook while it asks for retries.
     #[cold]
     fn retry(
         &mut self,
         layout: Layout,
-        mut attempt: impl FnMut(&mut Heap<FixedRegion>) -> Result<*mut u8, FreeError>,
+        reclaim: &mut dyn FnMut() -> bool,
+        mut attempt: impl FnMut(&mut Heap<S>) -> Result<*mut u8, FreeError>,
     ) -> Result<*mut u8, FreeError> {
         // Cached blocks keep their slabs, and retained SuperSlabs their
         // chunks, from serving other classes and large blocks: give them back.
@@ -409,11 +481,17 @@ impl LocalHeap {
         if !p.is_null() {
             return Ok(p);
         }
+        if reclaim() {
+            let p = attempt(&mut self.heap)?;
+            if !p.is_null() {
+                return Ok(p);
+            }
+        }
         while let Some(hook) = self.oom {
             self.oom_calls += 1;
             if !hook(
                 &mut OomCtx {
-                    heap: &mut self.heap,
+                    source: self.heap.source(),
                 },
                 layout,
             ) {
