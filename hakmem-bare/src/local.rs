@@ -220,7 +220,9 @@ impl<S: PageSource + RegionSource> LocalHeap<S> {
         // SAFETY: every field of the slot is written once, through raw
         // pointers into it, before it is read.
         unsafe {
-            ptr::addr_of_mut!((*p).heap).write(Heap::new(source, cfg)?);
+            // The core heap is built in place too (never whole on the stack).
+            let heap = &mut *ptr::addr_of_mut!((*p).heap).cast::<MaybeUninit<Heap<S>>>();
+            Heap::new_in(heap, source, cfg)?;
             ptr::addr_of_mut!((*p).oom).write(None);
             ptr::addr_of_mut!((*p).live).write(0);
             ptr::addr_of_mut!((*p).peak).write(0);

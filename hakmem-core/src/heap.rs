@@ -144,6 +144,42 @@ impl<P: PageSource> Heap<P> {
         })
     }
 
+    /// Makes an empty heap in `slot`, field by field, so the heap is never
+    /// held on the stack as a whole (it is several KiB: on a small stack,
+    /// building it in a static's slot is what makes `init` cheap).
+    pub fn new_in(
+        slot: &mut core::mem::MaybeUninit<Self>,
+        source: P,
+        cfg: Config,
+    ) -> Result<&mut Self, ConfigError> {
+        let geo = cfg.geometry()?;
+        let h = slot.as_mut_ptr();
+        // SAFETY: every field is written once through a raw pointer into
+        // the slot (arrays element by element), before the slot is read.
+        unsafe {
+            ptr::addr_of_mut!((*h).geo).write(geo);
+            let partial = ptr::addr_of_mut!((*h).partial).cast::<*mut Slab>();
+            let tail = ptr::addr_of_mut!((*h).partial_tail).cast::<*mut Slab>();
+            for c in 0..NUM_CLASSES {
+                partial.add(c).write(ptr::null_mut());
+                tail.add(c).write(ptr::null_mut());
+            }
+            let known = ptr::addr_of_mut!((*h).known).cast::<usize>();
+            for i in 0..KNOWN {
+                known.add(i).write(NO_SUPERSLAB);
+            }
+            ptr::addr_of_mut!((*h).outgoing).write(Outgoing::EMPTY);
+            ptr::addr_of_mut!((*h).source).write(source);
+            ptr::addr_of_mut!((*h).cfg).write(cfg);
+            ptr::addr_of_mut!((*h).id).write(NEXT_HEAP_ID.fetch_add(1, Ordering::Relaxed));
+            ptr::addr_of_mut!((*h).superslabs).write(ptr::null_mut());
+            ptr::addr_of_mut!((*h).large).write(ptr::null_mut());
+            ptr::addr_of_mut!((*h).large_cache).write(LargeCache::EMPTY);
+            ptr::addr_of_mut!((*h).n).write(Counters::default());
+            Ok(slot.assume_init_mut())
+        }
+    }
+
     /// The page source.
     pub fn source(&self) -> &P {
         &self.source

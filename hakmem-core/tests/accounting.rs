@@ -888,3 +888,26 @@ fn decommit_free_on_dirty_memory_leaves_it_reading_zero() {
         heap.check().unwrap();
     }
 }
+
+#[test]
+fn a_heap_built_in_place_works_like_one_built_by_value() {
+    let pages = SimPages::new();
+    let mut slot = std::mem::MaybeUninit::<Heap<&SimPages>>::uninit();
+    // A bad configuration is refused before anything is written.
+    let mut bad = config(1);
+    bad.superslab_shift = 40;
+    assert!(Heap::new_in(&mut slot, &pages, bad).is_err());
+    let heap = Heap::new_in(&mut slot, &pages, config(1)).unwrap();
+    heap.check().unwrap();
+    assert_eq!(heap.stats(), Heap::new(&pages, config(1)).unwrap().stats());
+    let blocks: Vec<_> = (0..100).map(|i| heap.alloc(16 + i * 8, 8)).collect();
+    assert!(blocks.iter().all(|p| !p.is_null()));
+    assert_eq!(consistent(heap, &pages).held_blocks, 100);
+    for p in blocks {
+        free(heap, p);
+    }
+    heap.trim();
+    assert_eq!(pages.mapped_bytes(), 0);
+    // SAFETY: `new_in` initialised the slot; the heap is dropped once.
+    unsafe { slot.assume_init_drop() };
+}
