@@ -535,7 +535,8 @@ fn freed_large_regions_are_reused_then_decommitted_then_unmapped() {
     let mut cfg = config();
     cfg.large_cache = 2;
     let mut heap = Heap::new(&pages, cfg).unwrap();
-    let size = heap.geometry().max_slab_size() * 4;
+    // Large enough that a third of it needs a region less than half as big.
+    let size = (heap.geometry().max_slab_size() * 4).max(64 << 10);
     let a = heap.alloc(size, 16);
     assert!(!a.is_null());
     // SAFETY: a live block of `size` bytes.
@@ -625,7 +626,9 @@ fn a_large_block_grows_by_remapping_its_pages_with_its_neighbours_relinked() {
         if new_len > usable {
             assert_eq!(want, remaps + 1, "grown by remapping");
         } else {
-            assert_eq!((want, q), (remaps, p), "grown in place");
+            // Within the mapping: in place, or (below half of it) moved to
+            // a block that fits, but never through a remap.
+            assert_eq!(want, remaps, "no remap within the mapping");
         }
         // SAFETY: `q` is live with at least `new_len` bytes.
         unsafe {
@@ -642,7 +645,7 @@ fn a_large_block_grows_by_remapping_its_pages_with_its_neighbours_relinked() {
         p = q;
         len = new_len;
     }
-    assert!(remapped >= 6, "{remapped} remaps in 12 growths by half");
+    assert!(remapped >= 4, "{remapped} remaps in 12 growths by half");
     // The grown block, and its neighbours, free as usual.
     for b in [before, p, after] {
         // SAFETY: live, freed once.
