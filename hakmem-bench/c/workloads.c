@@ -268,7 +268,7 @@ static void thread_churn(void) {
         struct tc_arg *a = calloc((size_t)t, sizeof *a);
         for (int i = 0; i < t; i++)
             a[i].seed = (uint64_t)i + 7;
-        size_t waves = scaled(2000.0 / t);
+        size_t waves = scaled(6000.0 / t);
         double t0 = now_s();
         for (size_t w = 0; w < waves; w++)
             run_threads(t, tc_worker, a, sizeof *a);

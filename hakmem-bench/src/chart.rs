@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// The colour of an allocator's bars and lines, the same in every chart.
 fn color(name: &str) -> RGBColor {
@@ -58,22 +59,25 @@ pub fn ratio_bars(path: &Path, title: &str, groups: &[BarGroup]) -> Res {
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(260)
-        .build_cartesian_2d((0.1f64..10.0).log_scale(), rows as f64..0.0)
+        .build_cartesian_2d((0.1f64..30.0).log_scale(), rows as f64..0.0)
         .map_err(err)?;
-    let lab = labels.clone();
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .y_labels(rows)
-        .y_label_formatter(&move |y| {
-            lab.iter()
-                .find(|(m, _)| (m - y).abs() < 0.5)
-                .map(|(_, l)| l.clone())
-                .unwrap_or_default()
-        })
+        .disable_y_axis()
         .x_desc("time ratio (log scale; > 1: slower than the reference)")
         .draw()
         .map_err(err)?;
+    // Group labels right-aligned left of the plot, at each group's middle.
+    let style = ("sans-serif", 12)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    for (mid, label) in &labels {
+        let (x, y) = chart.backend_coord(&(0.1, *mid));
+        root.draw(&Text::new(label.clone(), (x - 6, y), style.clone()))
+            .map_err(err)?;
+    }
     let mut names: Vec<String> = Vec::new();
     let mut y = 0.0;
     let mut rects = Vec::new();
@@ -82,7 +86,7 @@ pub fn ratio_bars(path: &Path, title: &str, groups: &[BarGroup]) -> Res {
             if !names.contains(name) {
                 names.push(name.clone());
             }
-            let r = r.clamp(0.1, 10.0);
+            let r = r.clamp(0.1, 30.0);
             let (a, b) = if r >= 1.0 { (1.0, r) } else { (r, 1.0) };
             rects.push(Rectangle::new(
                 [(a, y + 0.1), (b, y + 0.9)],
@@ -106,7 +110,7 @@ pub fn ratio_bars(path: &Path, title: &str, groups: &[BarGroup]) -> Res {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()

@@ -205,7 +205,7 @@ fn redis(ctx: &Ctx, alloc: &Allocator) -> Result<Run, String> {
         }
     }
     let base_kb = status_kb(pid, "VmRSS").unwrap_or(0);
-    let n = ((100_000.0 * ctx.scale) as usize).max(10_000).to_string();
+    let n = ((50_000.0 * ctx.scale) as usize).max(10_000).to_string();
     let mut run = Run::default();
     for (suffix, extra) in [("", None), (".P16", Some("16"))] {
         let mut c = Command::new(find_program(&["redis-benchmark"])?);

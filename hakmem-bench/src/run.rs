@@ -139,12 +139,14 @@ pub fn run_one(ctx: &Ctx, w: &Workload, alloc: &Allocator) -> Result<Run, String
                 c.arg("--fork");
             }
             c.arg("1200");
-            let ns: &[&str] = if ctx.quick {
+            // The forked variant runs only the 1M cases (only 16 B in --quick).
+            let fork = w.name == "scaling-fork";
+            let ns: &[&str] = if ctx.quick || fork {
                 &["1000000"]
             } else {
                 &["100000", "500000", "1000000"]
             };
-            let kinds: &[&str] = if ctx.quick && w.name == "scaling-fork" {
+            let kinds: &[&str] = if ctx.quick && fork {
                 &["16"]
             } else {
                 &["16", "mixed"]

@@ -27,7 +27,7 @@ const fn w(name: &'static str, kind: Kind, threaded: bool, about: &'static str) 
 /// Every workload, in report order.
 pub const WORKLOADS: &[Workload] = &[
     w("scaling", Kind::C, false, "The seed's scaling test (`c/scaling.c`): N × 16 B and N × 8–1024 B (N = 100K, 500K, 1M; 1M only in --quick), each block touched; RSS growth over the data while live (overhead), right after free-all and 1.2 s later (hakmem's purge delay is 0.5 s); time of alloc + free."),
-    w("scaling-fork", Kind::C, false, "The same cases in a fork()ed child, after the parent allocated and freed a mixed working set and kept a tenth of it live (16 B × 1M only in --quick)."),
+    w("scaling-fork", Kind::C, false, "The 1M cases (16 B and mixed; 16 B only in --quick) in a fork()ed child, after the parent allocated and freed a mixed working set and kept a tenth of it live."),
     w("churn", Kind::C, false, "Single-thread churn: 100k live blocks of 8–4096 B; each step frees a random one and allocates a new one (ns per step)."),
     w("pairs", Kind::C, false, "malloc/free pairs: one block allocated and freed in a loop (hot), and 1000 allocated then all freed (batch), for 16 B, 64 B, 1 KiB (ns per pair)."),
     w("larson", Kind::C, true, "Larson-style server: per thread a 1000-slot array of 16–512 B blocks, a random slot freed and refilled per step; every 1/20 of the run the threads exit and new threads take the arrays over, so blocks are freed by threads that did not allocate them (million steps per second, all threads)."),
@@ -36,7 +36,7 @@ pub const WORKLOADS: &[Workload] = &[
     w("realloc", Kind::C, false, "realloc growth: 10 000 vectors grown 8 B at a time to 1 KiB; one buffer grown by an eighth at a time from 16 B to 64 MiB; a loop replacing a 5–25 MiB buffer with a new one (ms)."),
     w("sqlite", Kind::C, false, "sqlite3 (Debian's) on an in-memory database: rows inserted by a recursive CTE, two indexes, aggregates, an update and a delete (wall time of the process; output compared across allocators)."),
     w("python", Kind::C, false, "python3 with PYTHONMALLOC=malloc (every object through malloc): a dict of lists and dicts, a sort, JSON out and back, many tuples (time inside the interpreter; printed checksum compared)."),
-    w("redis", Kind::C, false, "redis-server (Debian's) driven by redis-benchmark (on the system allocator): SET, GET, LPUSH, LPOP with 100-byte values over 100 000 keys, 50 clients, plain and pipelined ×16 (thousand requests per second); RSS at the end (peak = VmHWM) and after FLUSHALL + 1.5 s. Debian's redis links jemalloc: its system column forces glibc with LD_PRELOAD=libc.so.6."),
+    w("redis", Kind::C, false, "redis-server (Debian's) driven by redis-benchmark (on the system allocator): SET, GET, LPUSH, LPOP with 100-byte values over 100 000 keys, 50 clients, 50 000 requests per test (10 000 in --quick), plain and pipelined ×16 (thousand requests per second); RSS at the end (peak = VmHWM) and after FLUSHALL + 1.5 s. Debian's redis links jemalloc: its system column forces glibc with LD_PRELOAD=libc.so.6."),
     w("rs-scaling", Kind::Rust, false, "The seed's scaling test on the global allocator (as hakmem-std/examples/scaling.rs), same cases and figures as `scaling`."),
     w("rs-collections", Kind::Rust, false, "BTreeMap<u64, String> and HashMap<String, Vec<u32>> built (1M inserts), read and dropped (ms)."),
     w("rs-growth", Kind::Rust, false, "Vec/String growth: 10 000 vectors and strings grown one element at a time to 100, ten times; one Vec<u64> pushed to 16M elements, five times (ms)."),
