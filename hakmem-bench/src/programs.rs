@@ -9,7 +9,7 @@ use hakmem_bench::out::Better;
 use hakmem_bench::rss::status_kb;
 
 use crate::alloc::{Allocator, Exec};
-use crate::run::{output, parse, timed, wrapped, Ctx, Metric, Run};
+use crate::run::{output, parse, show, timed, wrapped, Ctx, Metric, Run};
 
 /// Runs real program `name` (sqlite, python, redis) on `alloc` once.
 pub fn run(ctx: &Ctx, name: &str, alloc: &Allocator) -> Result<Run, String> {
@@ -78,9 +78,11 @@ fn sqlite(ctx: &Ctx, alloc: &Allocator) -> Result<Run, String> {
     std::fs::write(&sql, SQL.replace("@N", &n.to_string())).map_err(|e| e.to_string())?;
     let mut c = wrapped(ctx, alloc, find_program(&["sqlite3"])?);
     c.arg(":memory:").arg(format!(".read {}", sql.display()));
+    let shown = show(&ctx.paths.root, &c);
     let (out, secs) = timed(|| output(c));
     let out = out?;
     let mut r = parse(&out);
+    r.cmd = shown;
     let text: Vec<&str> = out
         .lines()
         .filter(|l| !l.starts_with("peak_rss_kb"))
@@ -114,7 +116,9 @@ fn python(ctx: &Ctx, alloc: &Allocator) -> Result<Run, String> {
     let mut c = wrapped(ctx, alloc, find_program(&["/usr/bin/python3", "python3"])?);
     c.arg(&script).arg(n.to_string());
     c.env("PYTHONMALLOC", "malloc").env("PYTHONHASHSEED", "0");
-    let r = parse(&output(c)?);
+    let shown = show(&ctx.paths.root, &c);
+    let mut r = parse(&output(c)?);
+    r.cmd = shown;
     if r.check.is_none() {
         return Err("python printed no check".into());
     }
@@ -206,7 +210,14 @@ fn redis(ctx: &Ctx, alloc: &Allocator) -> Result<Run, String> {
     }
     let base_kb = status_kb(pid, "VmRSS").unwrap_or(0);
     let n = ((50_000.0 * ctx.scale) as usize).max(10_000).to_string();
-    let mut run = Run::default();
+    let mut run = Run {
+        cmd: format!(
+            "LD_PRELOAD={} redis-server --port PORT --save '' --appendonly no; \
+             redis-benchmark -p PORT -q -n {n} -r 100000 -d 100 -c 50 -t set,get,lpush,lpop [-P 16]",
+            show(&ctx.paths.root, &Command::new(&preload))
+        ),
+        ..Run::default()
+    };
     for (suffix, extra) in [("", None), (".P16", Some("16"))] {
         let mut c = Command::new(find_program(&["redis-benchmark"])?);
         c.args([

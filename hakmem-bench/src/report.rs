@@ -169,6 +169,7 @@ impl Report<'_> {
             }
         }
         self.summary(&mut s);
+        self.memory_summary(&mut s);
         if !self.charts.is_empty() {
             let _ = writeln!(s, "\n## Charts\n");
             for (file, caption) in &self.charts {
@@ -218,6 +219,60 @@ impl Report<'_> {
                 };
                 let kind = format!("{:?}", w.kind);
                 let _ = writeln!(s, "| {} | {kind} | {r} | {} | {verdict} |", w.name, num(x));
+            }
+        }
+    }
+
+    /// Median peak RSS (MB) and RSS after free-all (MB) of `a` on `w`.
+    pub fn memory(&self, w: &str, a: &str) -> (Option<f64>, Option<f64>) {
+        let Some(runs) = self.runs_of(w, a) else {
+            return (None, None);
+        };
+        let peak: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.peak_kb)
+            .map(|k| k as f64 * 1024.0 / 1e6)
+            .collect();
+        let free: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.rss_free)
+            .map(|b| b / 1e6)
+            .collect();
+        (median(&peak), median(&free))
+    }
+
+    fn memory_summary(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "\n## Summary: memory\n\nhakmem's peak RSS ÷ the reference's (above 1: hakmem \
+             used more), and RSS after free-all, hakmem vs the reference (MB over the level \
+             before the workload; – where the workload does not free everything).\n"
+        );
+        let _ = writeln!(
+            s,
+            "| workload | vs | peak RSS ratio | after free-all: hakmem | reference |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for w in &self.workloads {
+            let Some(h) = self.columns(w).into_iter().find(|a| a.is_hakmem()) else {
+                continue;
+            };
+            let (hp, hf) = self.memory(w.name, &h.name);
+            for r in references(w.kind) {
+                let (rp, rf) = self.memory(w.name, r);
+                if rp.is_none() && rf.is_none() {
+                    continue;
+                }
+                let pr = hp.zip(rp).and_then(|(a, b)| ratio(a, b));
+                let f = |v: Option<f64>| v.map_or("–".into(), num);
+                let _ = writeln!(
+                    s,
+                    "| {} | {r} | {} | {} | {} |",
+                    w.name,
+                    f(pr),
+                    f(hf),
+                    f(rf)
+                );
             }
         }
     }
@@ -278,6 +333,18 @@ impl Report<'_> {
                 let _ = writeln!(s);
             }
         }
+        if let Some(c) = cols
+            .iter()
+            .find(|a| a.is_hakmem())
+            .and_then(|a| self.runs_of(w.name, &a.name)?.first())
+            .filter(|r| !r.cmd.is_empty())
+        {
+            let _ = writeln!(
+                s,
+                "\nCommand of hakmem's run (the others differ in the library or binary): `{}`",
+                c.cmd
+            );
+        }
         let _ = writeln!(
             s,
             "\n| allocator | peak RSS (MB) | RSS after free-all (MB) | check |"
@@ -285,22 +352,13 @@ impl Report<'_> {
         let _ = writeln!(s, "|---|---|---|---|");
         for a in &cols {
             let runs = self.runs_of(w.name, &a.name).expect("columns have runs");
-            let peak: Vec<f64> = runs
-                .iter()
-                .filter_map(|r| r.peak_kb)
-                .map(|k| k as f64 * 1024.0 / 1e6)
-                .collect();
-            let free: Vec<f64> = runs
-                .iter()
-                .filter_map(|r| r.rss_free)
-                .map(|b| b / 1e6)
-                .collect();
+            let (peak, free) = self.memory(w.name, &a.name);
             let check = runs
                 .first()
                 .and_then(|r| r.check.clone())
                 .unwrap_or_default();
-            let check = if check.len() > 40 {
-                format!("{}…", &check[..40])
+            let check = if check.chars().count() > 40 {
+                format!("{}…", check.chars().take(40).collect::<String>())
             } else {
                 check
             };
@@ -308,8 +366,8 @@ impl Report<'_> {
                 s,
                 "| {} | {} | {} | `{check}` |",
                 a.name,
-                median(&peak).map_or("–".into(), num),
-                median(&free).map_or("–".into(), num)
+                peak.map_or("–".into(), num),
+                free.map_or("–".into(), num)
             );
         }
     }

@@ -52,6 +52,8 @@ pub struct Run {
     pub peak_kb: Option<u64>,
     /// RSS samples after free-all: label, ms, bytes.
     pub samples: Vec<(String, u64, i64)>,
+    /// The command line that ran it (paths relative to the workspace).
+    pub cmd: String,
 }
 
 /// Parses a child's stdout; lines that are none of ours are ignored.
@@ -134,29 +136,24 @@ pub fn run_one(ctx: &Ctx, w: &Workload, alloc: &Allocator) -> Result<Run, String
     let cmd = match (w.name, &alloc.exec) {
         ("sqlite" | "python" | "redis", _) => return programs::run(ctx, w.name, alloc),
         ("scaling" | "scaling-fork", Exec::Preload(_)) => {
-            let mut c = wrapped(ctx, alloc, ctx.paths.bin.join("scaling"));
-            if w.name == "scaling-fork" {
-                c.arg("--fork");
-            }
-            c.arg("1200");
-            // The forked variant runs only the 1M cases (only 16 B in --quick).
             let fork = w.name == "scaling-fork";
-            let ns: &[&str] = if ctx.quick || fork {
-                &["1000000"]
-            } else {
-                &["100000", "500000", "1000000"]
-            };
-            let kinds: &[&str] = if ctx.quick && fork {
-                &["16"]
-            } else {
-                &["16", "mixed"]
-            };
-            for k in kinds {
-                for n in ns {
-                    c.arg(format!("{k}:{n}"));
+            let cases = scaling_cases(ctx, fork).into_iter().map(|(k, n)| {
+                let mut c = wrapped(ctx, alloc, ctx.paths.bin.join("scaling"));
+                if fork {
+                    c.arg("--fork");
                 }
-            }
-            c
+                c.args(["1200", &format!("{k}:{n}")]);
+                c
+            });
+            return run_cases(ctx, cases);
+        }
+        ("rs-scaling", Exec::RustBin(bin)) => {
+            let cases = scaling_cases(ctx, false).into_iter().map(|(k, n)| {
+                let mut c = wrapped(ctx, alloc, bin);
+                c.args([&format!("scaling:{k}:{n}"), &scale, &threads_arg(ctx)]);
+                c
+            });
+            return run_cases(ctx, cases);
         }
         (name, Exec::Preload(_)) => {
             let mut c = wrapped(ctx, alloc, ctx.paths.bin.join("workloads"));
@@ -179,11 +176,88 @@ pub fn run_one(ctx: &Ctx, w: &Workload, alloc: &Allocator) -> Result<Run, String
             c
         }
     };
-    let r = parse(&output(cmd)?);
-    if r.metrics.is_empty() {
-        return Err("printed no metric".into());
+    run_cases(ctx, std::iter::once(cmd))
+}
+
+/// The seed scaling cases (kind, N), each run in a process of its own so
+/// that no case starts from memory another one left: N = 100K, 500K, 1M
+/// (1M only in --quick and in the forked variant), 16 B and mixed (16 B
+/// only for the forked variant in --quick).
+fn scaling_cases(ctx: &Ctx, fork: bool) -> Vec<(&'static str, &'static str)> {
+    let ns: &[&str] = if ctx.quick || fork {
+        &["1000000"]
+    } else {
+        &["100000", "500000", "1000000"]
+    };
+    let kinds: &[&str] = if ctx.quick && fork {
+        &["16"]
+    } else {
+        &["16", "mixed"]
+    };
+    kinds
+        .iter()
+        .flat_map(|&k| ns.iter().map(move |&n| (k, n)))
+        .collect()
+}
+
+/// Runs the commands one after the other and merges what they printed
+/// into one run: all metrics and samples, the checks joined with `+`, the
+/// largest peak, the last RSS after free-all.
+fn run_cases(ctx: &Ctx, cmds: impl Iterator<Item = Command>) -> Result<Run, String> {
+    let mut all = Run::default();
+    for cmd in cmds {
+        let shown = show(&ctx.paths.root, &cmd);
+        let r = parse(&output(cmd)?);
+        if r.metrics.is_empty() {
+            return Err(format!("`{shown}` printed no metric"));
+        }
+        merge(&mut all, r, shown);
     }
-    Ok(r)
+    Ok(all)
+}
+
+/// Adds run `r` of command `cmd` to `all` (see [`run_cases`]).
+pub fn merge(all: &mut Run, r: Run, cmd: String) {
+    all.metrics.extend(r.metrics);
+    all.samples.extend(r.samples);
+    all.check = match (all.check.take(), r.check) {
+        (Some(a), Some(b)) => Some(format!("{a}+{b}")),
+        (a, b) => a.or(b),
+    };
+    all.peak_kb = all.peak_kb.max(r.peak_kb);
+    all.rss_free = r.rss_free.or(all.rss_free);
+    all.cmd = if all.cmd.is_empty() {
+        cmd
+    } else {
+        format!("{}; {cmd}", all.cmd)
+    };
+}
+
+/// `cmd` as a shell line, with the workspace prefix taken off its paths.
+pub fn show(root: &std::path::Path, cmd: &Command) -> String {
+    let root = format!("{}/", root.display());
+    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
+    words.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            words.insert(
+                0,
+                format!("{}={}", k.to_string_lossy(), v.to_string_lossy()),
+            );
+        }
+    }
+    words
+        .iter()
+        .map(|w| {
+            let w = w.replace(&root, "");
+            if w.is_empty() || w.contains(' ') {
+                format!("'{w}'")
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Wall-clock seconds of `f`, with its result.
@@ -211,6 +285,36 @@ mod tests {
         assert_eq!(r.rss_free, Some(4096.0));
         assert_eq!(r.peak_kb, Some(2048));
         assert_eq!(r.samples, vec![("16B-1000K".to_string(), 50, -8192)]);
+    }
+
+    #[test]
+    fn shows_commands_relative_to_the_workspace() {
+        let mut c = Command::new("/w/target/bench-bin/peakrss");
+        c.args(["-", "/w/target/release/rs-hakmem", "churn", "a b"]);
+        assert_eq!(
+            show(std::path::Path::new("/w"), &c),
+            "target/bench-bin/peakrss - target/release/rs-hakmem churn 'a b'"
+        );
+    }
+
+    #[test]
+    fn merges_cases() {
+        let mut all = Run::default();
+        merge(
+            &mut all,
+            parse("metric a 1 ms lower\ncheck 1\npeak_rss_kb 10\nrss_free 5\n"),
+            "x".into(),
+        );
+        merge(
+            &mut all,
+            parse("metric b 2 ms lower\ncheck 2\npeak_rss_kb 7\n"),
+            "y".into(),
+        );
+        assert_eq!(all.metrics.len(), 2);
+        assert_eq!(all.check.as_deref(), Some("1+2"));
+        assert_eq!(all.peak_kb, Some(10));
+        assert_eq!(all.rss_free, Some(5.0));
+        assert_eq!(all.cmd, "x; y");
     }
 
     #[test]

@@ -9,7 +9,8 @@ pub mod growth;
 pub mod pairs;
 pub mod scaling;
 
-/// Names of the Rust workloads, as given to [`run`].
+/// Names of the Rust workloads, as given to [`run`] (the scaling test
+/// takes one case per process: `scaling:16:1000000`).
 pub const NAMES: [&str; 6] = [
     "scaling",
     "collections",
@@ -23,7 +24,14 @@ pub const NAMES: [&str; 6] = [
 /// counts `threads`; false if there is no such workload.
 pub fn run(name: &str, scale: f64, threads: &[usize]) -> bool {
     match name {
-        "scaling" => scaling::run(scale),
+        case if case.starts_with("scaling:") => {
+            let mut f = case.split(':').skip(1);
+            let mixed = f.next() == Some("mixed");
+            match f.next().and_then(|n| n.parse().ok()) {
+                Some(n) => scaling::run_case(mixed, n),
+                None => return false,
+            }
+        }
         "collections" => collections::run(scale),
         "growth" => growth::run(scale),
         "churn" => churn::run(scale),
