@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p hakmem-std --example pairs`
 //! (with `--features system-alloc`, the same program on the system
-//! allocator; add LD_PRELOAD for jemalloc or mimalloc: scripts/compare.sh.)
+//! allocator; add LD_PRELOAD for jemalloc or mimalloc. hakmem-bench runs
+//! the same pairs on every peer: `cargo run --release -p hakmem-bench -- --only rs-pairs,pairs`.)
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::hint::black_box;
