@@ -101,6 +101,9 @@ fn build(paths: &Paths) -> Result<(), String> {
             "hakmem-malloc",
             "-p",
             "hakmem-bench",
+            // `--lib` too: libhakmem.so is hakmem-malloc's (cdylib) library
+            // target, which `--bins` alone would not build.
+            "--lib",
             "--bins",
         ])
         .current_dir(&paths.root)
@@ -108,6 +111,9 @@ fn build(paths: &Paths) -> Result<(), String> {
         .is_ok_and(|s| s.success());
     if !ok {
         return Err("cargo build --release -p hakmem-malloc -p hakmem-bench failed".into());
+    }
+    if !paths.release.join("libhakmem.so").exists() {
+        return Err("cargo build gave no libhakmem.so: hakmem's own C column cannot run".into());
     }
     std::fs::create_dir_all(&paths.bin).map_err(|e| e.to_string())?;
     let c = paths.root.join("hakmem-bench/c");
