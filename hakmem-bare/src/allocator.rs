@@ -14,8 +14,7 @@
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
-use allocator_api2::alloc::{AllocError, Allocator};
-use hakmem_core::allocator::{allocate, deallocate, resize, RawHeap};
+use hakmem_core::allocator::RawHeap;
 use hakmem_core::{FreeError, FreeErrorKind};
 
 use crate::global::BareHeap;
@@ -72,49 +71,4 @@ unsafe impl RawHeap for BareHeap {
     }
 }
 
-// SAFETY: every method forwards to `hakmem_core::allocator` over the
-// `RawHeap` impl above; `BareHeap` is used through `&` and never cloned.
-unsafe impl Allocator for BareHeap {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        allocate(self, layout, false)
-    }
-
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        allocate(self, layout, true)
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: the trait's contract, forwarded.
-        unsafe { deallocate(self, ptr, layout) }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the trait's contract, forwarded.
-        unsafe { resize(self, ptr, old, new, false) }
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the trait's contract, forwarded.
-        unsafe { resize(self, ptr, old, new, true) }
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the trait's contract, forwarded.
-        unsafe { resize(self, ptr, old, new, false) }
-    }
-}
+hakmem_core::forward_allocator!([] BareHeap);

@@ -34,7 +34,7 @@ use core::alloc::Layout;
 use core::cell::RefCell;
 use core::ptr::{self, NonNull};
 
-use allocator_api2::alloc::{AllocError, Allocator};
+pub use allocator_api2::alloc::{AllocError, Allocator};
 
 use crate::heap::Heap;
 use crate::page_source::PageSource;
@@ -240,52 +240,72 @@ unsafe impl<P: PageSource> RawHeap for HeapCell<P> {
     }
 }
 
-// SAFETY: every method forwards to the functions above over `RawHeap`,
-// whose blocks honour size and alignment and stay valid until freed;
-// moving the cell moves the heap, which owns its SuperSlabs through
-// pointers and stays valid when moved; the cell is not `Clone`. Each call
-// borrows the heap only for its own duration.
-unsafe impl<P: PageSource> Allocator for HeapCell<P> {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        allocate(self, layout, false)
-    }
+/// Implements `allocator_api2::alloc::Allocator` for a type that implements
+/// [`RawHeap`], by forwarding every method to [`allocate`], [`deallocate`]
+/// and [`resize`] — the one copy of that forwarding, for `HeapCell` here and
+/// hakmem-bare's `BareHeap`. `forward_allocator!([generics] Type)`.
+///
+/// The impl is sound when the `RawHeap` impl is: its blocks honour size and
+/// alignment and stay valid until freed, and the type is not `Clone` (an
+/// `Allocator` copy would have to free the same blocks).
+#[macro_export]
+macro_rules! forward_allocator {
+    ([$($gen:tt)*] $ty:ty) => {
+        // SAFETY: every method forwards to `hakmem_core::allocator` over the
+        // type's `RawHeap` impl, whose blocks honour size and alignment and
+        // stay valid until freed; the type is used through `&` and is not
+        // `Clone`.
+        unsafe impl<$($gen)*> $crate::allocator::Allocator for $ty {
+            fn allocate(
+                &self,
+                layout: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::allocator::AllocError> {
+                $crate::allocator::allocate(self, layout, false)
+            }
 
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        allocate(self, layout, true)
-    }
+            fn allocate_zeroed(
+                &self,
+                layout: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::allocator::AllocError> {
+                $crate::allocator::allocate(self, layout, true)
+            }
 
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: the trait's contract, forwarded.
-        unsafe { deallocate(self, ptr, layout) }
-    }
+            unsafe fn deallocate(&self, ptr: core::ptr::NonNull<u8>, layout: core::alloc::Layout) {
+                // SAFETY: the trait's contract, forwarded.
+                unsafe { $crate::allocator::deallocate(self, ptr, layout) }
+            }
 
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the trait's contract, forwarded.
-        unsafe { resize(self, ptr, old, new, false) }
-    }
+            unsafe fn grow(
+                &self,
+                ptr: core::ptr::NonNull<u8>,
+                old: core::alloc::Layout,
+                new: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::allocator::AllocError> {
+                // SAFETY: the trait's contract, forwarded.
+                unsafe { $crate::allocator::resize(self, ptr, old, new, false) }
+            }
 
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the trait's contract, forwarded.
-        unsafe { resize(self, ptr, old, new, true) }
-    }
+            unsafe fn grow_zeroed(
+                &self,
+                ptr: core::ptr::NonNull<u8>,
+                old: core::alloc::Layout,
+                new: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::allocator::AllocError> {
+                // SAFETY: the trait's contract, forwarded.
+                unsafe { $crate::allocator::resize(self, ptr, old, new, true) }
+            }
 
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the trait's contract, forwarded.
-        unsafe { resize(self, ptr, old, new, false) }
-    }
+            unsafe fn shrink(
+                &self,
+                ptr: core::ptr::NonNull<u8>,
+                old: core::alloc::Layout,
+                new: core::alloc::Layout,
+            ) -> Result<core::ptr::NonNull<[u8]>, $crate::allocator::AllocError> {
+                // SAFETY: the trait's contract, forwarded.
+                unsafe { $crate::allocator::resize(self, ptr, old, new, false) }
+            }
+        }
+    };
 }
+
+crate::forward_allocator!([P: PageSource] HeapCell<P>);

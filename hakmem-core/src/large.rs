@@ -55,6 +55,12 @@ fn quarter_step(n: usize) -> usize {
 /// [`Config::large_cache`]: crate::Config::large_cache
 pub const LARGE_CACHE_MAX: usize = 8;
 
+/// Bytes of cached large regions that may stay committed (dirty); past
+/// this, the oldest cached regions are decommitted as new ones enter, so
+/// the cache bounds the memory a program's freed buffers keep before the
+/// purge delay, not only their number.
+pub const LARGE_CACHE_COMMITTED: usize = 32 << 20;
+
 /// A freed large block's region, kept for reuse.
 #[derive(Clone, Copy)]
 pub(crate) struct CachedRegion {
@@ -270,6 +276,44 @@ impl<P: PageSource> Heap<P> {
         self.large_cache.regions[i] = CachedRegion { base, size, clean };
         self.large_cache.len += 1;
         self.n.large_cached += size;
+        // Keep at most LARGE_CACHE_COMMITTED bytes of cached regions
+        // committed: the oldest give their pages back first (the newest is
+        // the likeliest to be reused), but keep their address range.
+        let mut committed: usize = self.large_cache.regions[..self.large_cache.len]
+            .iter()
+            .filter(|r| !r.clean)
+            .map(|r| r.size)
+            .sum();
+        let mut j = 0;
+        while committed > LARGE_CACHE_COMMITTED && j < self.large_cache.len {
+            let r = self.large_cache.regions[j];
+            if !r.clean {
+                self.decommit_cached_region(j);
+                committed -= r.size;
+            }
+            j += 1;
+        }
+    }
+
+    /// Decommits cache entry `i` past its first page. Returns the bytes.
+    fn decommit_cached_region(&mut self, i: usize) -> usize {
+        let page = self.source.page_size();
+        let r = &mut self.large_cache.regions[i];
+        if r.clean || !P::CAN_DECOMMIT {
+            return 0;
+        }
+        if r.size <= page {
+            // Only the first page, which the next user's header writes.
+            r.clean = true;
+            return 0;
+        }
+        // SAFETY: a cached region is mapped and unused.
+        unsafe {
+            self.source
+                .decommit(NonNull::new_unchecked(r.base.add(page)), r.size - page)
+        };
+        r.clean = true;
+        r.size - page
     }
 
     /// Unmaps cache entry `i`, keeping the others in their order.
@@ -297,10 +341,14 @@ impl<P: PageSource> Heap<P> {
                 let r = &self.large_cache.regions[i];
                 r.size >= total && r.size / 2 <= total && r.base as usize % align == 0
             })
-            .min_by_key(|&i| self.large_cache.regions[i].size)?;
+            // Among equal sizes: a committed one (no page faults), newest.
+            .min_by_key(|&i| {
+                let r = &self.large_cache.regions[i];
+                (r.size, r.clean, usize::MAX - i)
+            })?;
         let r = self.large_cache.regions[i];
-        if r.clean {
-            let page = self.source.page_size();
+        let page = self.source.page_size();
+        if r.clean && r.size > page {
             // SAFETY: the body past the first page was decommitted by us.
             if !unsafe {
                 self.source
@@ -323,20 +371,9 @@ impl<P: PageSource> Heap<P> {
         if !P::CAN_DECOMMIT {
             return 0;
         }
-        let page = self.source.page_size();
-        let mut bytes = 0;
-        for r in &mut self.large_cache.regions[..self.large_cache.len] {
-            if !r.clean && r.size > page {
-                // SAFETY: a cached region is mapped and unused.
-                unsafe {
-                    self.source
-                        .decommit(NonNull::new_unchecked(r.base.add(page)), r.size - page)
-                };
-                r.clean = true;
-                bytes += r.size - page;
-            }
-        }
-        bytes
+        (0..self.large_cache.len)
+            .map(|i| self.decommit_cached_region(i))
+            .sum()
     }
 
     /// Whether a cached region still has committed pages.

@@ -655,3 +655,45 @@ fn a_large_block_grows_by_remapping_its_pages_with_its_neighbours_relinked() {
     heap.trim();
     assert_eq!(pages.mapped_bytes(), 0);
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "maps 48 MiB")]
+fn the_large_cache_keeps_at_most_32_mib_committed() {
+    let pages = SimPages::new();
+    let mut cfg = Config::DEFAULT;
+    cfg.large_cache = 4;
+    let mut heap = Heap::new(&pages, cfg).unwrap();
+    let size = 12 << 20;
+    let blocks: Vec<_> = (0..4).map(|_| heap.alloc(size, 16)).collect();
+    assert!(blocks.iter().all(|p| !p.is_null()));
+    let before = pages.stats();
+    for (i, &p) in blocks.iter().enumerate() {
+        // SAFETY: live, freed once.
+        unsafe { heap.dealloc(p) }.unwrap();
+        let s = pages.stats();
+        // Two 12+ MiB regions fit the 32 MiB budget; the third and the
+        // fourth each push the oldest committed one out.
+        let want = i.saturating_sub(1) as u64;
+        assert_eq!(
+            s.decommit_calls - before.decommit_calls,
+            want,
+            "after {} frees",
+            i + 1
+        );
+        heap.check().unwrap();
+    }
+    let s = heap.stats();
+    assert_eq!(s.large_cached_regions, 4);
+    assert_eq!(
+        pages.mapped_bytes(),
+        s.mapped_bytes,
+        "decommitted, still mapped"
+    );
+    // The newest region is reused as it is, without a recommit.
+    let p = heap.alloc(size, 16);
+    assert_eq!(p, blocks[3]);
+    // SAFETY: live, freed once.
+    unsafe { heap.dealloc(p) }.unwrap();
+    heap.trim();
+    assert_eq!(pages.mapped_bytes(), 0);
+}
