@@ -25,15 +25,9 @@ extern "C" {
 
 const N: usize = 1_000_000;
 
-fn rss() -> usize {
-    let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: usize = s
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("rss field");
-    pages * hakmem_std::page_size()
-}
+#[path = "common/rss.rs"]
+mod rss;
+use rss::rss;
 
 fn mib(b: isize) -> f64 {
     b as f64 / (1 << 20) as f64

@@ -14,15 +14,9 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
 
-fn rss() -> usize {
-    let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: usize = s
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("rss field");
-    pages * hakmem_std::page_size()
-}
+#[path = "common/rss.rs"]
+mod rss;
+use rss::rss;
 
 fn mb(b: isize) -> f64 {
     b as f64 / 1e6

@@ -241,6 +241,24 @@ fn retry_child() {
     }
 }
 
+/// Runs test `name` of this binary again as a child with `CHILD_ENV` set
+/// to `mode`; prints and returns its status and output.
+fn run_child(name: &str, mode: &str) -> (std::process::Output, String, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, mode)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    println!(
+        "child status: {:?}\nchild stdout:\n{stdout}\nchild stderr:\n{stderr}",
+        out.status
+    );
+    (out, stdout, stderr)
+}
+
 #[test]
 fn out_of_memory_retries_after_trimming_the_caches() {
     if std::env::var_os(CHILD_ENV).is_some_and(|v| v == "retry") {
@@ -250,18 +268,7 @@ fn out_of_memory_retries_after_trimming_the_caches() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", RETRY_TEST, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "retry")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!(
-        "child status: {:?}\nchild stdout:\n{stdout}\nchild stderr:\n{stderr}",
-        out.status
-    );
+    let (out, stdout, _) = run_child(RETRY_TEST, "retry");
     assert!(out.status.success(), "the child failed");
     assert!(
         stdout.contains("child: the request succeeded after the retry"),
@@ -278,18 +285,7 @@ fn out_of_memory_under_rlimit_as() {
         child();
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!(
-        "child status: {:?}\nchild stdout:\n{stdout}\nchild stderr:\n{stderr}",
-        out.status
-    );
+    let (out, stdout, stderr) = run_child(TEST_NAME, "1");
     for line in [
         "child: huge requests return null",
         "then Err",
