@@ -10,9 +10,10 @@
 use core::fmt;
 use core::sync::atomic::Ordering;
 
-use crate::heap::Heap;
+use crate::heap::{Heap, LISTS};
+use crate::medium::{arena_of, Arena, MEDIUM_CLASS};
 use crate::page_source::PageSource;
-use crate::size_class::{class_size, NUM_CLASSES};
+use crate::size_class::class_size;
 use crate::slab::{free_tag, Slab, IN_PARTIAL, NO_CLASS};
 use crate::superslab::{SuperSlab, SS_MAGIC};
 
@@ -78,6 +79,23 @@ impl<P: PageSource> Heap<P> {
                         ensure(s.head as usize == u, "free unit head", slab as usize)?;
                         ensure(s.start == 0 && s.end == 0, "free unit range", slab as usize)?;
                         u += 1;
+                        continue;
+                    }
+                    if s.class == MEDIUM_CLASS {
+                        let units = self.check_medium(ss, slab, u, &mut remote)?;
+                        used_units |= units;
+                        if s.used > 0 {
+                            live += 1;
+                        } else {
+                            empty_units |= units;
+                        }
+                        ensure(
+                            s.flags & IN_PARTIAL != 0,
+                            "medium slabs are listed",
+                            slab as usize,
+                        )?;
+                        in_partial += 1;
+                        u += s.span as usize;
                         continue;
                     }
                     let c = s.class as usize;
@@ -185,7 +203,7 @@ impl<P: PageSource> Heap<P> {
             ensure(superslabs == self.n.superslabs, "SuperSlab count", 0)?;
             ensure(empty == self.n.empty, "empty SuperSlab count", 0)?;
             let mut linked = 0usize;
-            for c in 0..NUM_CLASSES {
+            for c in 0..LISTS {
                 let mut p = self.partial[c];
                 let mut prev = core::ptr::null_mut();
                 while !p.is_null() {
@@ -231,5 +249,68 @@ impl<P: PageSource> Heap<P> {
             }
         }
         Ok(())
+    }
+
+    /// Checks medium slab `slab` (first unit `u`) of `ss`: its record, its
+    /// arena, its held blocks against `used`, its remote list (added to
+    /// `remote`). Returns its units.
+    ///
+    /// # Safety
+    /// `slab` is a medium slab of the live owned SuperSlab `ss`.
+    unsafe fn check_medium(
+        &self,
+        ss: *mut SuperSlab,
+        slab: *mut Slab,
+        u: usize,
+        remote: &mut usize,
+    ) -> Result<u64, CheckError> {
+        let at = slab as usize;
+        // SAFETY: per the caller; remote lists are only prepended to.
+        unsafe {
+            let s: &Slab = &*slab;
+            ensure(
+                s.head as usize == u
+                    && s.span >= 1
+                    && u + s.span as usize <= self.geo.units as usize,
+                "medium slab head",
+                at,
+            )?;
+            ensure(
+                s.start == 0 && s.bump.load(Ordering::Relaxed) == 0 && s.free.is_null(),
+                "medium slab has no slab blocks",
+                at,
+            )?;
+            let mut units = 0u64;
+            for v in u..u + s.span as usize {
+                ensure(
+                    (*SuperSlab::slab(ss, v)).head as usize == u,
+                    "span head",
+                    at,
+                )?;
+                units |= 1u64 << v;
+            }
+            let a = arena_of(ss, slab);
+            let (held, _, _) = Arena::check(a).map_err(|what| CheckError { what, at })?;
+            ensure(held == s.used, "medium held blocks == used", at)?;
+            let mut r = s.remote.load(Ordering::Acquire);
+            let mut on_remote = 0u32;
+            while !r.is_null() {
+                ensure(
+                    Arena::check_held(a, r as usize).is_ok(),
+                    "remote medium block held",
+                    r as usize,
+                )?;
+                ensure(
+                    (*r).tag == free_tag(r.cast()),
+                    "remote block tag",
+                    r as usize,
+                )?;
+                *remote += 1;
+                on_remote += 1;
+                ensure(on_remote <= s.used, "remote list within used", at)?;
+                r = (*r).next;
+            }
+            Ok(units)
+        }
     }
 }

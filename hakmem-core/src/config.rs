@@ -11,7 +11,7 @@
 //! - A slab of class `c` holds at least 8 blocks, so its tail waste is under 1/8.
 
 use crate::size_class::{class_size, NUM_CLASSES};
-use crate::superslab;
+use crate::{medium, superslab};
 
 /// Smallest SuperSlab: 16 KiB (small embedded targets).
 pub const MIN_SUPERSLAB_SHIFT: u8 = 14;
@@ -44,6 +44,15 @@ pub struct Config {
     /// `trim`). Default 0 (each freed large block is unmapped at once);
     /// capped to 8. hakmem-std sets 4.
     pub large_cache: usize,
+    /// Serve requests between the slab classes and a SuperSlab from medium
+    /// slabs (`medium.rs`: 16 B granularity, coalescing) instead of large
+    /// blocks. Default off; on in [`Config::SMALL`].
+    pub medium: bool,
+    /// With `medium`: the largest request served from slabs (smaller ones
+    /// than the geometry allows go to the medium tier, where a small heap
+    /// loses less to partly used slabs). `usize::MAX`: every slab class the
+    /// geometry allows; 0: none (every request is medium or large).
+    pub slab_max: usize,
 }
 
 impl Config {
@@ -53,6 +62,8 @@ impl Config {
         slab_shift: 0,
         retain: 1,
         large_cache: 0,
+        medium: false,
+        slab_max: usize::MAX,
     };
 
     /// A small geometry for small RAM (and for Miri): 16 KiB SuperSlabs of
@@ -62,6 +73,8 @@ impl Config {
         slab_shift: 10,
         retain: 1,
         large_cache: 0,
+        medium: true,
+        slab_max: usize::MAX,
     };
 
     /// Checks the configuration and derives the geometry.
@@ -89,19 +102,32 @@ impl Config {
         let max_span = (units - reserved) / 2;
         let mut spans = [0u8; NUM_CLASSES];
         let mut slab_classes = 0;
+        let slab_max = if self.medium {
+            self.slab_max
+        } else {
+            usize::MAX
+        };
         for (c, span) in spans.iter_mut().enumerate() {
             let k = (class_size(c) * MIN_BLOCKS_PER_SLAB)
                 .div_ceil(unit_size)
                 .max(1);
-            if k > max_span {
+            if k > max_span || class_size(c) > slab_max {
                 break;
             }
             *span = k as u8;
             slab_classes = c + 1;
         }
-        if slab_classes == 0 {
+        if slab_classes == 0 && !self.medium {
             return Err(ConfigError::SlabSize);
         }
+        // The largest block a medium slab over every free unit holds (less
+        // a granule, the slack an alignment may need).
+        let medium_max = if self.medium {
+            let g = medium::granules_for((1usize << ss) - header) as usize;
+            (g << medium::GRANULE_SHIFT).saturating_sub(medium::GRANULE)
+        } else {
+            0
+        };
         Ok(Geometry {
             superslab_shift: ss,
             mask: !((1usize << ss) - 1),
@@ -111,6 +137,7 @@ impl Config {
             reserved_units: reserved as u8,
             slab_classes,
             spans,
+            medium_max,
         })
     }
 }
@@ -163,6 +190,8 @@ pub struct Geometry {
     pub slab_classes: usize,
     /// Units spanned by one slab of each class (0: not a slab class).
     pub spans: [u8; NUM_CLASSES],
+    /// Largest request served from the medium tier (0: off).
+    pub medium_max: usize,
 }
 
 impl Geometry {
@@ -183,7 +212,11 @@ impl Geometry {
     }
     /// Largest request (at alignment 16) served from a slab.
     pub const fn max_slab_size(&self) -> usize {
-        class_size(self.slab_classes - 1)
+        if self.slab_classes == 0 {
+            0
+        } else {
+            class_size(self.slab_classes - 1)
+        }
     }
     /// The free-unit mask of an empty SuperSlab: every unit not wholly taken
     /// by the header.

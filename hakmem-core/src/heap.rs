@@ -42,9 +42,12 @@ use crate::config::{Config, ConfigError, Geometry};
 use crate::error::{FreeError, FreeErrorKind};
 use crate::large::{LargeBlock, LargeCache, LARGE_LIVE};
 use crate::locate::{self, Found};
+use crate::medium::{Arena, MEDIUM_CLASS};
 use crate::page_source::PageSource;
 use crate::remote::Outgoing;
-use crate::size_class::{class_for, class_of_table, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
+use crate::size_class::{
+    class_for, class_of_table, class_size, natural_align, MIN_ALIGN, NUM_CLASSES, TABLE_MAX,
+};
 use crate::slab::{corrupted, free_tag, Block, Slab, FRESH, IN_PARTIAL};
 use crate::superslab::SuperSlab;
 
@@ -63,6 +66,9 @@ pub(crate) const KNOWN: usize = if usize::BITS == 64 { 256 } else { 16 };
 /// boundary — `1 as *mut u8`, a dangling zero-size pointer — never matches
 /// (0 would: its mask is 0).
 pub(crate) const NO_SUPERSLAB: usize = 1;
+
+/// Lists of slabs: one partial list per class, then the medium slabs.
+pub(crate) const LISTS: usize = NUM_CLASSES + 1;
 
 /// Counters of the heap as a whole, kept on the paths that change them.
 #[derive(Default)]
@@ -95,12 +101,13 @@ pub struct Heap<P: PageSource> {
     pub(crate) geo: Geometry,
     /// Per class: slabs that may have a free or uncarved block (doubly
     /// linked); the head is the slab allocations come from.
-    pub(crate) partial: [*mut Slab; NUM_CLASSES],
+    /// The last list (`MEDIUM_CLASS`) holds every medium slab.
+    pub(crate) partial: [*mut Slab; LISTS],
     /// Direct-mapped cache of owned SuperSlab bases ([`NO_SUPERSLAB`]:
     /// none), so a local free needs no `PageSource::contains`.
     pub(crate) known: [usize; KNOWN],
     /// Per class: the tail of `partial`, where slabs that regain room go.
-    pub(crate) partial_tail: [*mut Slab; NUM_CLASSES],
+    pub(crate) partial_tail: [*mut Slab; LISTS],
     /// Blocks of other heaps freed here, batched per slab before one
     /// compare-and-swap hands each batch to its owner.
     pub(crate) outgoing: Outgoing,
@@ -130,9 +137,9 @@ impl<P: PageSource> Heap<P> {
         let geo = cfg.geometry()?;
         Ok(Heap {
             geo,
-            partial: [ptr::null_mut(); NUM_CLASSES],
+            partial: [ptr::null_mut(); LISTS],
             known: [NO_SUPERSLAB; KNOWN],
-            partial_tail: [ptr::null_mut(); NUM_CLASSES],
+            partial_tail: [ptr::null_mut(); LISTS],
             outgoing: Outgoing::EMPTY,
             source,
             cfg,
@@ -160,7 +167,7 @@ impl<P: PageSource> Heap<P> {
             ptr::addr_of_mut!((*h).geo).write(geo);
             let partial = ptr::addr_of_mut!((*h).partial).cast::<*mut Slab>();
             let tail = ptr::addr_of_mut!((*h).partial_tail).cast::<*mut Slab>();
-            for c in 0..NUM_CLASSES {
+            for c in 0..LISTS {
                 partial.add(c).write(ptr::null_mut());
                 tail.add(c).write(ptr::null_mut());
             }
@@ -252,6 +259,12 @@ impl<P: PageSource> Heap<P> {
                 }
             }
         }
+        if size <= self.geo.medium_max && align <= self.geo.unit_size() {
+            let p = self.alloc_medium(size, align, zero);
+            if !p.is_null() {
+                return p;
+            }
+        }
         self.alloc_large(size, align, zero)
     }
 
@@ -309,7 +322,7 @@ impl<P: PageSource> Heap<P> {
             if slab.is_null() {
                 slab = self.new_slab_slow(c);
                 if slab.is_null() {
-                    return ptr::null_mut();
+                    return self.alloc_class_elsewhere(c, zero);
                 }
             }
             let ss = self.superslab_of(slab.cast());
@@ -350,6 +363,17 @@ impl<P: PageSource> Heap<P> {
                 }
             }
         }
+    }
+
+    /// No slab of class `c` can be had: a medium block of the class's size
+    /// and alignment, where the medium tier is on.
+    #[cold]
+    fn alloc_class_elsewhere(&mut self, c: usize, zero: bool) -> *mut u8 {
+        let size = class_size(c);
+        if size > self.geo.medium_max {
+            return ptr::null_mut();
+        }
+        self.alloc_medium(size, natural_align(c).min(self.geo.unit_size()), zero)
     }
 
     // ----- free ---------------------------------------------------------
@@ -431,7 +455,7 @@ impl<P: PageSource> Heap<P> {
         unsafe {
             let slab = SuperSlab::slab_of(ss, p, self.geo.unit_shift);
             if let Err(kind) = locate::check_carved(slab, p - ss as usize) {
-                return Err(FreeError { ptr: p, kind });
+                return self.free_uncarved(ss, slab, ptr, kind);
             }
             let b = ptr.cast::<Block>();
             #[cfg(feature = "hardened")]
@@ -468,18 +492,14 @@ impl<P: PageSource> Heap<P> {
     /// Same pointer rules as [`dealloc`](Self::dealloc).
     pub unsafe fn usable_size(&self, ptr: *mut u8) -> Result<usize, FreeError> {
         // SAFETY: forwarded caller contract.
-        unsafe { self.live_block(ptr) }.map(|(size, _)| size)
+        unsafe { self.live_block(ptr) }.map(|live| live.usable())
     }
 
-    /// Checks that `ptr` is a live block; returns its usable size and, for a
-    /// large block, its header.
+    /// Checks that `ptr` is a live block; says which tier holds it.
     ///
     /// # Safety
     /// Same pointer rules as [`dealloc`](Self::dealloc).
-    unsafe fn live_block(
-        &self,
-        ptr: *mut u8,
-    ) -> Result<(usize, Option<*mut LargeBlock>), FreeError> {
+    unsafe fn live_block(&self, ptr: *mut u8) -> Result<Live, FreeError> {
         let err = |kind| FreeError {
             ptr: ptr as usize,
             kind,
@@ -494,16 +514,22 @@ impl<P: PageSource> Heap<P> {
             // `ptr` lies inside `ss`.
             let slab = unsafe { SuperSlab::slab_of(ss, p, self.geo.unit_shift) };
             // SAFETY: as above.
-            unsafe { locate::check_carved(slab, p - base) }.map_err(err)?;
+            unsafe { locate::check_block(ss, slab, p) }.map_err(err)?;
             Found::Small { ss, slab }
         } else {
             // SAFETY: `locate` reads only headers that `contains` vouched for.
             unsafe { locate::locate(&self.source, &self.geo, ptr) }.map_err(err)?
         };
         match found {
-            // SAFETY: a live SuperSlab and its slab.
+            // SAFETY: a live SuperSlab and its slab; a medium block was
+            // checked held by `check_block`.
             Found::Small { ss, slab } => unsafe {
-                let _ = ss;
+                if (*slab).class == MEDIUM_CLASS {
+                    let a = crate::medium::arena_of(ss, slab);
+                    let i = Arena::index_of(a, p).ok_or(err(FreeErrorKind::NotAllocated))?;
+                    let g = Arena::block_granules(a, i);
+                    return Ok(Live::Medium { ss, slab, i, g });
+                }
                 #[cfg(not(feature = "hardened"))]
                 if (*ptr.cast::<Block>()).tag == free_tag(ptr) {
                     return Err(err(FreeErrorKind::DoubleFree));
@@ -512,22 +538,22 @@ impl<P: PageSource> Heap<P> {
                 if !SuperSlab::is_allocated(ss, self.geo.units, ptr as usize - ss as usize) {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
-                Ok(((*slab).size as usize, None))
+                Ok(Live::Small((*slab).size as usize))
             },
             // SAFETY: a live large block.
             Found::Large(h) => unsafe {
                 if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
-                Ok((LargeBlock::usable(h), Some(h)))
+                Ok(Live::Large(LargeBlock::usable(h), h))
             },
         }
     }
 
-    /// Resizes a block, in place when its class (or its large mapping)
-    /// allows, else by allocating, copying and freeing. Returns `Ok(null)`
-    /// when out of memory, leaving the old block untouched; a null `ptr`
-    /// allocates.
+    /// Resizes a block, in place when its class, its medium arena (a free
+    /// neighbour) or its large mapping allows, else by allocating, copying
+    /// and freeing. Returns `Ok(null)` when out of memory, leaving the old
+    /// block untouched; a null `ptr` allocates.
     ///
     /// # Safety
     /// Same pointer rules as [`dealloc`](Self::dealloc).
@@ -541,35 +567,45 @@ impl<P: PageSource> Heap<P> {
             return Ok(self.alloc(new_size, align));
         }
         // SAFETY: forwarded caller contract.
-        let (old, large) = unsafe { self.live_block(ptr)? };
+        let live = unsafe { self.live_block(ptr)? };
+        let old = live.usable();
         let aligned = align.is_power_of_two() && (ptr as usize) % align == 0;
-        if aligned && new_size <= old {
-            let in_place = match large {
-                // A small block stays unless the new size would fit a class
-                // at most half its size.
-                None => old <= 2 * new_size.max(MIN_ALIGN),
-                // A large block stays if the new size still needs a large
-                // block and uses at least half the mapping. Over-aligned large
-                // blocks stay as long as they shrink by at most half.
-                Some(h) => {
-                    (new_size > self.geo.max_slab_size() || align > self.geo.unit_size())
-                        && new_size >= old / 2
-                        // SAFETY: `h` is the block's live header.
-                        && unsafe { self.resize_large_in_place(h, new_size) }
-                }
-            };
-            if in_place {
+        match live {
+            // A small block stays unless the new size would fit a class at
+            // most half its size.
+            Live::Small(_) if aligned && new_size <= old && old <= 2 * new_size.max(MIN_ALIGN) => {
                 return Ok(ptr);
             }
-        }
-        if let Some(h) = large {
-            // Growth that still needs a large block: move pages, not bytes.
-            if aligned && new_size > old && new_size > self.geo.max_slab_size() {
-                // SAFETY: `h` is the live header of the caller's block.
-                if let Some(p) = unsafe { self.grow_large(h, new_size) } {
-                    return Ok(p);
+            // A medium block shrinks in place, and grows into a free
+            // neighbour.
+            Live::Medium { ss, slab, i, g }
+                if aligned
+                    // SAFETY: `live_block` found the held block at `i`.
+                    && unsafe { self.resize_medium(ss, slab, i, g, new_size) } =>
+            {
+                return Ok(ptr);
+            }
+            Live::Large(_, h) if aligned => {
+                // A large block stays if the new size still needs a large
+                // block and uses at least half the mapping. Over-aligned
+                // large blocks stay as long as they shrink by at most half.
+                if new_size <= old
+                    && (new_size > self.geo.max_slab_size() || align > self.geo.unit_size())
+                    && new_size >= old / 2
+                    // SAFETY: `h` is the block's live header.
+                    && unsafe { self.resize_large_in_place(h, new_size) }
+                {
+                    return Ok(ptr);
+                }
+                // Growth that still needs a large block: move pages, not bytes.
+                if new_size > old && new_size > self.geo.max_slab_size() {
+                    // SAFETY: `h` is the live header of the caller's block.
+                    if let Some(p) = unsafe { self.grow_large(h, new_size) } {
+                        return Ok(p);
+                    }
                 }
             }
+            _ => {}
         }
         let new = self.alloc(new_size, align);
         if new.is_null() {
@@ -607,6 +643,31 @@ impl<P: PageSource> Heap<P> {
     #[inline(always)]
     pub(crate) fn superslab_of(&self, p: *mut u8) -> *mut SuperSlab {
         p.map_addr(|a| a & self.geo.superslab_mask()).cast()
+    }
+}
+
+/// A live block, by tier (what `realloc` needs to resize it).
+enum Live {
+    /// A slab block of this usable size.
+    Small(usize),
+    /// A medium block: its SuperSlab, slab, first granule and granules.
+    Medium {
+        ss: *mut SuperSlab,
+        slab: *mut Slab,
+        i: u32,
+        g: u32,
+    },
+    /// A large block: usable bytes and header.
+    Large(usize, *mut LargeBlock),
+}
+
+impl Live {
+    /// Usable bytes.
+    fn usable(&self) -> usize {
+        match *self {
+            Live::Small(n) | Live::Large(n, _) => n,
+            Live::Medium { g, .. } => (g as usize) << crate::medium::GRANULE_SHIFT,
+        }
     }
 }
 

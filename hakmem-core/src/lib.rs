@@ -59,6 +59,7 @@ mod error;
 mod heap;
 mod large;
 mod locate;
+mod medium;
 pub mod page_source;
 mod purge;
 mod remote;

@@ -14,6 +14,7 @@
 use crate::config::Geometry;
 use crate::error::FreeErrorKind;
 use crate::large::LargeBlock;
+use crate::medium::{arena_of, Arena, MEDIUM_CLASS};
 use crate::page_source::PageSource;
 use crate::slab::{divides, Slab};
 #[cfg(feature = "hardened")]
@@ -109,7 +110,7 @@ unsafe fn locate_at_headers<P: PageSource>(
         // SAFETY: a live SuperSlab header, `p` inside it.
         let slab = unsafe { SuperSlab::slab_of(ss, p, geo.unit_shift) };
         // SAFETY: as above.
-        unsafe { check_carved(slab, p - base)? };
+        unsafe { check_block(ss, slab, p)? };
         return Ok(Found::Small { ss, slab });
     }
     if magic == LARGE_MAGIC ^ base {
@@ -151,6 +152,29 @@ unsafe fn classify_body(start: *mut u8, p: usize) -> FreeErrorKind {
         FreeErrorKind::Interior
     } else {
         FreeErrorKind::NotAllocated
+    }
+}
+
+/// Checks that `p` is a block of `slab` (of `ss`): a carved slab block, or
+/// a held medium block.
+///
+/// # Safety
+/// `slab` is the unit record of the live SuperSlab `ss` holding `p`.
+#[inline]
+pub(crate) unsafe fn check_block(
+    ss: *mut SuperSlab,
+    slab: *const Slab,
+    p: usize,
+) -> Result<(), FreeErrorKind> {
+    // SAFETY: per the caller.
+    unsafe {
+        match check_carved(slab, p - ss as usize) {
+            Err(kind) if (*slab).class == MEDIUM_CLASS => {
+                let _ = kind;
+                Arena::check_held(arena_of(ss, slab), p).map(|_| ())
+            }
+            other => other,
+        }
     }
 }
 

@@ -38,6 +38,7 @@ use crate::error::{FreeError, FreeErrorKind};
 use crate::heap::Heap;
 use crate::large::{LargeBlock, LARGE_FREED, LARGE_FREEING, LARGE_LIVE};
 use crate::locate::{self, Found};
+use crate::medium::MEDIUM_CLASS;
 use crate::page_source::PageSource;
 use crate::slab::{corrupted, free_tag, Block, Slab, IN_PARTIAL, NO_CLASS};
 use crate::superslab::SuperSlab;
@@ -324,6 +325,13 @@ impl<P: PageSource> Heap<P> {
                 return (0, false);
             }
             let head = (*slab).remote.swap(ptr::null_mut(), Ordering::Acquire);
+            if (*slab).class == MEDIUM_CLASS {
+                let n = self.collect_medium(ss, slab, head);
+                (*ss).remote_count.fetch_sub(n as usize, Ordering::Release);
+                let emptied = (*slab).used == n && (*ss).live == 1;
+                self.count_free(slab, n);
+                return (n, emptied);
+            }
             let mut n = 1;
             let mut tail = head;
             loop {

@@ -15,6 +15,7 @@ use core::sync::atomic::Ordering;
 
 use crate::heap::Heap;
 use crate::large::LARGE_LIVE;
+use crate::medium::MEDIUM_CLASS;
 use crate::page_source::PageSource;
 use crate::size_class::{class_size, NUM_CLASSES};
 use crate::slab::NO_CLASS;
@@ -36,11 +37,12 @@ pub struct ClassStats {
 pub struct Stats {
     /// Bytes currently mapped from the page source by this heap.
     pub mapped_bytes: usize,
-    /// Blocks (small and large) held by the application, exactly: blocks
+    /// Blocks (small, medium and large) held by the application, exactly: blocks
     /// pending remote collection are not counted.
     pub held_blocks: usize,
-    /// Bytes held by the application: block sizes for small blocks,
-    /// requested sizes for large ones (pending remote frees included).
+    /// Bytes held by the application: block sizes for small and medium
+    /// blocks, requested sizes for large ones (pending remote frees
+    /// included).
     pub held_bytes: usize,
     /// Carved blocks on slab free lists (ready for reuse; not held).
     pub free_blocks: usize,
@@ -66,6 +68,12 @@ pub struct Stats {
     pub large_cached_bytes: usize,
     /// Freed large blocks' regions kept mapped for reuse.
     pub large_cached_regions: usize,
+    /// Medium blocks held (pending remote frees included).
+    pub medium_blocks: usize,
+    /// Bytes of the held medium blocks (whole granules).
+    pub medium_bytes: usize,
+    /// Medium slabs (arenas) assigned now.
+    pub medium_slabs: usize,
     /// Per-class figures, indexed by size class.
     pub classes: [ClassStats; NUM_CLASSES],
 }
@@ -87,6 +95,9 @@ impl Stats {
         large_mapped_bytes: 0,
         large_cached_bytes: 0,
         large_cached_regions: 0,
+        medium_blocks: 0,
+        medium_bytes: 0,
+        medium_slabs: 0,
         classes: [ClassStats {
             held_blocks: 0,
             free_blocks: 0,
@@ -95,6 +106,9 @@ impl Stats {
 
     /// Adds another heap's figures to these (for process-wide totals).
     pub fn merge(&mut self, o: &Stats) {
+        self.medium_blocks += o.medium_blocks;
+        self.medium_bytes += o.medium_bytes;
+        self.medium_slabs += o.medium_slabs;
         self.mapped_bytes += o.mapped_bytes;
         self.held_blocks += o.held_blocks;
         self.held_bytes += o.held_bytes;
@@ -176,6 +190,7 @@ impl<P: PageSource> Heap<P> {
     pub fn stats(&self) -> Stats {
         let mut s = Stats::ZERO;
         let mut pending = 0;
+        let (mut medium_blocks, mut medium_bytes) = (0, 0);
         let mut ss = self.superslabs;
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs; their unit
@@ -187,6 +202,14 @@ impl<P: PageSource> Heap<P> {
                     let slab = SuperSlab::slab(ss, u);
                     if (*slab).class == NO_CLASS {
                         u += 1;
+                        continue;
+                    }
+                    if (*slab).class == MEDIUM_CLASS {
+                        let a = crate::medium::arena_of(ss, slab);
+                        medium_blocks += (*slab).used as usize;
+                        s.medium_slabs += 1;
+                        medium_bytes += ((*a).held as usize) << crate::medium::GRANULE_SHIFT;
+                        u += (*slab).span as usize;
                         continue;
                     }
                     let cs = &mut s.classes[(*slab).class as usize];
@@ -208,14 +231,16 @@ impl<P: PageSource> Heap<P> {
                 h = (*h).next;
             }
         }
-        let mut held_blocks = 0;
-        let mut held_bytes = 0;
+        let mut held_blocks = medium_blocks;
+        let mut held_bytes = medium_bytes;
         for (c, cs) in s.classes.iter().enumerate() {
             s.free_blocks += cs.free_blocks;
             held_blocks += cs.held_blocks;
             held_bytes += cs.held_blocks * class_size(c);
         }
         s.pending_remote = pending;
+        s.medium_blocks = medium_blocks;
+        s.medium_bytes = medium_bytes;
         s.held_blocks = held_blocks + self.n.large_count - pending;
         s.held_bytes = held_bytes + self.n.large_bytes;
         s.superslabs_mapped = self.n.superslabs;

@@ -301,7 +301,18 @@ impl<'p> World<'p> {
     // ----- model bookkeeping -----
 
     /// Records a new live block, checking that it overlaps no other.
-    fn insert(&mut self, b: Block) {
+    fn insert(&mut self, mut b: Block) {
+        if let Some(c) = b.class {
+            // A small request the medium tier served (its class had no slab
+            // to be had), or such a block resized in place, is a medium
+            // block: counted with the blocks beyond the classes, unless
+            // its granules happen to be its class size.
+            // SAFETY: `b.ptr` is a live block of this heap.
+            let usable = unsafe { self.heap.usable_size(b.ptr) }.unwrap();
+            if usable != class_size(c) && self.geo.medium_max != 0 {
+                b.class = None;
+            }
+        }
         let (start, end) = (b.ptr as usize, b.end());
         if let Some((&s, &e)) = self.by_addr.range(..=start).next_back() {
             assert!(
@@ -392,7 +403,11 @@ impl<'p> World<'p> {
             "{} usable_size {usable} < requested, {b:?}",
             self.ctx()
         );
-        if let Some(c) = b.class {
+        // (A small request the medium tier served has whole granules.)
+        if let Some(c) = b
+            .class
+            .filter(|&c| usable == class_size(c) || self.geo.medium_max == 0)
+        {
             assert_eq!(
                 usable,
                 class_size(c),
@@ -418,22 +433,41 @@ impl<'p> World<'p> {
         let s: Stats = self.heap.stats();
         let ctx = self.ctx();
         assert_eq!(s.held_blocks, self.blocks.len(), "{ctx} held_blocks\n{s}");
+        // A small request whose class has no slab to be had may be served
+        // by the medium tier instead (never the other way round).
+        let mut fallback = 0;
+        let mut fallback_bytes = 0;
         for c in 0..NUM_CLASSES {
-            assert_eq!(
-                s.classes[c].held_blocks,
-                self.small[c],
+            assert!(
+                s.classes[c].held_blocks <= self.small[c],
                 "{ctx} classes[{c}] (size {}).held_blocks\n{s}",
                 class_size(c)
             );
+            let k = self.small[c] - s.classes[c].held_blocks;
+            assert!(k == 0 || self.geo.medium_max != 0, "{ctx} class {c}\n{s}");
+            fallback += k;
+            fallback_bytes += k * class_size(c);
         }
-        assert_eq!(s.large_count, self.large_count, "{ctx} large_count\n{s}");
-        assert_eq!(s.large_bytes, self.large_bytes, "{ctx} large_bytes\n{s}");
+        // Blocks beyond the slab classes are medium or large blocks (which
+        // one depends on the room in the medium slabs).
+        assert_eq!(
+            s.large_count + s.medium_blocks,
+            self.large_count + fallback,
+            "{ctx} large_count + medium_blocks\n{s}"
+        );
+        assert!(s.large_bytes <= self.large_bytes, "{ctx} large_bytes\n{s}");
+        let medium_requested = self.large_bytes - s.large_bytes + fallback_bytes;
+        assert!(
+            s.medium_bytes + 16 * s.medium_blocks >= medium_requested
+                && s.medium_bytes <= medium_requested + 48 * s.medium_blocks,
+            "{ctx} medium_bytes: {medium_requested} B requested, rounded to granules\n{s}"
+        );
         let small_bytes: usize = (0..NUM_CLASSES)
-            .map(|c| self.small[c] * class_size(c))
+            .map(|c| s.classes[c].held_blocks * class_size(c))
             .sum();
         assert_eq!(
             s.held_bytes,
-            small_bytes + self.large_bytes,
+            small_bytes + s.large_bytes + s.medium_bytes,
             "{ctx} held_bytes\n{s}"
         );
         assert_eq!(s.pending_remote, 0, "{ctx} pending_remote\n{s}");
@@ -615,6 +649,7 @@ impl<'p> World<'p> {
             class,
         };
         self.insert(b);
+        let b = *self.blocks.last().unwrap();
         self.check_bytes(&b, old.size.min(new_size), "realloc prefix");
         self.fill(&b, old.size);
         self.check_block(&b);

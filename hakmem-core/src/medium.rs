@@ -1,0 +1,1033 @@
+//! The medium tier: blocks between the slab classes and a SuperSlab, cut at
+//! 16 B granularity from a *medium slab* — a run of slab units whose memory
+//! is one boundary-tag arena with TLSF-style segregated free lists.
+//!
+//! A medium slab is recorded in its units' `Slab` records like any slab
+//! (`class == MEDIUM_CLASS`, `head` naming its first unit), so block →
+//! owner stays two loads (mask, unit head). Its record's block range is
+//! empty (`start == bump == 0`), so the small tier's carved-block check
+//! refuses every medium pointer and the small fast paths pay nothing: a
+//! refused pointer whose slab is medium takes this module's path.
+//!
+//! ```text
+//! slab units:  | Arena | bins (u32 × nbins) | start bits | free bits | granule 0 | 1 | ... |
+//! ```
+//!
+//! - Every block is a whole number (≥ 2) of 16 B granules. The *start*
+//!   bitmap has a bit on each block's first granule, the *free* bitmap on
+//!   the first **and** last granule of each free block (never inside a held
+//!   one). So a pointer is a held block iff its granule has a start bit and
+//!   no free bit — exact, without reading the block — and the block before
+//!   granule `i` is free iff granule `i - 1` has a free bit (a free block's
+//!   first granule is never its last: blocks have two granules or more).
+//! - A free block holds, in its first granule, the remote-list word, the
+//!   free tag (so the remote path's double-free check works as for small
+//!   blocks), its bin links and its size; its last 4 bytes repeat the size
+//!   (the boundary tag the next block's free reads to merge backwards).
+//! - Bins: one per size below 8 granules, then four per power of two.
+//!   Allocation takes the first non-empty bin whose every block fits (one
+//!   bit search), else first-fits the request's own bin; frees merge with
+//!   both neighbours at once, so no two free blocks touch.
+//! - The bitmaps are atomics written only by the owner (plain loads and
+//!   stores, no read-modify-write): other threads read them to check a
+//!   block they free remotely.
+//!
+//! Accounting is the slab's: `used` counts the held (and pending) blocks,
+//! so `live`, `empty_units`, the empty-SuperSlab count and the release of
+//! empty SuperSlabs work unchanged; `Arena::held` counts held granules for
+//! the figures.
+//!
+//! Invariants (checked by `check_arena`):
+//! - the blocks tile the arena: starts at granule 0 and after each block;
+//! - a free block has both free bits, its header size, footer and tag, and
+//!   is on exactly the bin of its size; no two free blocks are adjacent;
+//! - held blocks = `Slab::used`, their granules = `Arena::held`.
+
+use core::mem::size_of;
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use core::sync::atomic::{AtomicPtr, AtomicU32};
+
+use crate::error::{FreeError, FreeErrorKind};
+use crate::heap::Heap;
+use crate::page_source::PageSource;
+use crate::size_class::NUM_CLASSES;
+use crate::slab::{corrupted, free_tag, Block, Slab};
+use crate::superslab::{find_run, run_mask, SuperSlab};
+
+/// `Slab::class` of a medium slab; also the index of the heap's list of
+/// medium slabs among the partial lists.
+pub(crate) const MEDIUM_CLASS: u8 = NUM_CLASSES as u8;
+/// log2 of the granule.
+pub(crate) const GRANULE_SHIFT: u32 = 4;
+/// The granule: medium blocks are multiples of it, aligned to it.
+pub(crate) const GRANULE: usize = 1 << GRANULE_SHIFT;
+/// Fewest granules in a block (a free block needs its header and footer).
+const MIN_GRANULES: u32 = 2;
+/// No granule (empty bin, end of a bin list).
+const NONE: u32 = u32::MAX;
+/// Bits per bitmap word.
+const BITS: usize = usize::BITS as usize;
+/// Free-list heads per arena at most (fits the `u128` of non-empty bins).
+const MAX_BINS: u32 = 128;
+/// How many blocks of the request's own bin are tried when no larger bin
+/// has one.
+const BIN_SCAN: usize = 32;
+
+/// The arena header at the start of a medium slab's memory.
+#[repr(C)]
+pub(crate) struct Arena {
+    /// Bytes from the header to granule 0.
+    meta: u32,
+    /// Granules in the arena.
+    pub granules: u32,
+    /// Granules in held blocks (pending ones included).
+    pub held: u32,
+    /// Bins.
+    nbins: u32,
+    /// Words of each bitmap.
+    words: u32,
+    /// Non-empty bins.
+    mask: u128,
+}
+
+/// The first granule of a free block.
+#[repr(C)]
+struct FreeBlock {
+    /// Remote-list link while pending (a `Block`'s `next`).
+    link: usize,
+    /// `free_tag` of the block.
+    tag: usize,
+    /// Bin links (granule indices, [`NONE`]).
+    next: u32,
+    prev: u32,
+    /// Granules.
+    size: u32,
+}
+
+const _: () = assert!(
+    2 * size_of::<usize>() + 3 * size_of::<u32>() <= MIN_GRANULES as usize * GRANULE - 4,
+    "a free block's header and footer fit in the smallest block"
+);
+
+/// Bin of a block of `g >= 1` granules.
+#[inline]
+fn bin_of(g: u32) -> u32 {
+    if g < 8 {
+        g
+    } else {
+        let l = 31 - g.leading_zeros();
+        8 + (l - 3) * 4 + ((g >> (l - 2)) & 3)
+    }
+}
+
+/// The first bin all of whose blocks hold `g` granules.
+#[inline]
+fn bin_up(g: u32) -> u32 {
+    if g < 8 {
+        return g;
+    }
+    let l = 31 - g.leading_zeros();
+    let low = (1u32 << (l - 2)) - 1;
+    bin_of(g) + u32::from(g & low != 0)
+}
+
+/// Offset of the bins from the arena header.
+const BINS_OFFSET: usize = size_of::<Arena>();
+
+/// Bytes of arena metadata (header, bins, bitmaps) for `granules`, rounded
+/// to a granule.
+const fn meta_bytes(granules: u32) -> usize {
+    let nbins = if granules < 8 {
+        granules + 1
+    } else {
+        let l = 31 - granules.leading_zeros();
+        8 + (l - 3) * 4 + ((granules >> (l - 2)) & 3) + 1
+    };
+    let words = (granules as usize).div_ceil(BITS);
+    let bitmaps = (BINS_OFFSET + 4 * nbins as usize).next_multiple_of(size_of::<usize>());
+    (bitmaps + 2 * words * size_of::<usize>()).next_multiple_of(GRANULE)
+}
+
+/// Granules an arena of `bytes` (from a granule-aligned start) holds after
+/// its metadata.
+pub(crate) const fn granules_for(bytes: usize) -> u32 {
+    let g = bytes / GRANULE;
+    let g = if g > (1 << 26) { 1 << 26 } else { g } as u32;
+    let meta = meta_bytes(g);
+    if meta >= bytes {
+        return 0;
+    }
+    // A smaller arena needs no more metadata: one step is exact enough.
+    ((bytes - meta) / GRANULE) as u32
+}
+
+/// Granules for a request of `size` bytes.
+#[inline]
+pub(crate) fn granules_of(size: usize) -> Option<u32> {
+    let g = size.checked_add(GRANULE - 1)? >> GRANULE_SHIFT;
+    if g > (1 << 26) {
+        return None;
+    }
+    Some((g as u32).max(MIN_GRANULES))
+}
+
+/// The arena of medium slab `slab` of `ss`.
+///
+/// # Safety
+/// `slab` is a medium slab of the live SuperSlab `ss`.
+#[inline]
+pub(crate) unsafe fn arena_of(ss: *mut SuperSlab, slab: *const Slab) -> *mut Arena {
+    // SAFETY: a medium slab's `end` is its arena's offset (fixed while it is
+    // assigned), inside the SuperSlab.
+    unsafe { ss.cast::<u8>().add((*slab).end as usize).cast() }
+}
+
+impl Arena {
+    /// Writes an empty arena (one free block) over `[base + off, base + off + bytes)`.
+    /// `zeroed`: the memory reads as zero already (the bitmaps need no clearing).
+    ///
+    /// # Safety
+    /// The range lies inside the live SuperSlab at `base`, is unused, and
+    /// `off` is granule-aligned; `granules_for(bytes) >= MIN_GRANULES`.
+    pub unsafe fn init(base: *mut SuperSlab, off: usize, bytes: usize, zeroed: bool) -> *mut Arena {
+        let granules = granules_for(bytes);
+        let meta = meta_bytes(granules);
+        // SAFETY: per the caller; every write lies inside the range.
+        unsafe {
+            let a = base.cast::<u8>().add(off).cast::<Arena>();
+            let nbins = bin_of(granules) + 1;
+            debug_assert!(nbins <= MAX_BINS);
+            a.write(Arena {
+                meta: meta as u32,
+                granules,
+                held: 0,
+                nbins,
+                words: granules.div_ceil(BITS as u32),
+                mask: 0,
+            });
+            let bins = Self::bins(a);
+            for b in 0..nbins as usize {
+                bins.add(b).write(NONE);
+            }
+            if !zeroed {
+                let words = Self::start_bits(a);
+                for w in 0..2 * (*a).words as usize {
+                    words.add(w).write(AtomicUsize::new(0));
+                }
+            }
+            Self::insert_free(a, 0, granules);
+            a
+        }
+    }
+
+    /// # Safety
+    /// `a` is a live arena.
+    #[inline]
+    unsafe fn bins(a: *mut Arena) -> *mut u32 {
+        // SAFETY: the bins follow the header.
+        unsafe { a.cast::<u8>().add(BINS_OFFSET).cast() }
+    }
+
+    /// # Safety
+    /// `a` is a live arena.
+    #[inline]
+    unsafe fn start_bits(a: *const Arena) -> *mut AtomicUsize {
+        // SAFETY: the bitmaps follow the bins, word-aligned.
+        unsafe {
+            let off = (BINS_OFFSET + 4 * (*a).nbins as usize).next_multiple_of(size_of::<usize>());
+            a.cast::<u8>().add(off).cast_mut().cast()
+        }
+    }
+
+    /// # Safety
+    /// `a` is a live arena.
+    #[inline]
+    unsafe fn free_bits(a: *const Arena) -> *mut AtomicUsize {
+        // SAFETY: the free bitmap follows the start bitmap.
+        unsafe { Self::start_bits(a).add((*a).words as usize) }
+    }
+
+    /// Address of granule `i`.
+    ///
+    /// # Safety
+    /// `a` is a live arena, `i <= granules`.
+    #[inline]
+    pub unsafe fn granule(a: *const Arena, i: u32) -> *mut u8 {
+        // SAFETY: per the caller; granule 0 lies `meta` bytes past the
+        // header, inside the slab.
+        unsafe {
+            a.cast::<u8>()
+                .cast_mut()
+                .add((*a).meta as usize + ((i as usize) << GRANULE_SHIFT))
+        }
+    }
+
+    /// Granule index of `p`, if it is a granule start inside the arena.
+    ///
+    /// # Safety
+    /// `a` is a live arena.
+    #[inline]
+    pub unsafe fn index_of(a: *const Arena, p: usize) -> Option<u32> {
+        // SAFETY: per the caller.
+        unsafe {
+            let rel = p.wrapping_sub(a as usize + (*a).meta as usize);
+            if rel % GRANULE != 0 || rel >> GRANULE_SHIFT >= (*a).granules as usize {
+                return None;
+            }
+            Some((rel >> GRANULE_SHIFT) as u32)
+        }
+    }
+
+    #[inline]
+    unsafe fn get(bits: *mut AtomicUsize, i: u32) -> bool {
+        let i = i as usize;
+        // SAFETY: `i` is below the arena's granules (callers).
+        unsafe { (*bits.add(i / BITS)).load(Ordering::Relaxed) & (1 << (i % BITS)) != 0 }
+    }
+
+    #[inline]
+    unsafe fn set(bits: *mut AtomicUsize, i: u32, on: bool) {
+        let i = i as usize;
+        // SAFETY: as `get`; only the owner writes, so load + store is exact.
+        unsafe {
+            let w = &*bits.add(i / BITS);
+            let v = w.load(Ordering::Relaxed);
+            let m = 1usize << (i % BITS);
+            w.store(if on { v | m } else { v & !m }, Ordering::Relaxed);
+        }
+    }
+
+    /// The first set start bit after granule `i`, or `granules`.
+    ///
+    /// # Safety
+    /// `a` is a live arena, `i < granules`.
+    unsafe fn next_start(a: *const Arena, i: u32) -> u32 {
+        // SAFETY: per the caller; words below `words` only.
+        unsafe {
+            let bits = Self::start_bits(a);
+            let n = (*a).granules as usize;
+            let mut j = i as usize + 1;
+            while j < n {
+                let w = (*bits.add(j / BITS)).load(Ordering::Relaxed) >> (j % BITS);
+                if w != 0 {
+                    let k = j + w.trailing_zeros() as usize;
+                    return k.min(n) as u32;
+                }
+                j = (j / BITS + 1) * BITS;
+            }
+            n as u32
+        }
+    }
+
+    /// The last set start bit at or before granule `i`.
+    ///
+    /// # Safety
+    /// `a` is a live arena, `i < granules`.
+    unsafe fn prev_start(a: *const Arena, i: u32) -> u32 {
+        // SAFETY: per the caller; granule 0 always starts a block.
+        unsafe {
+            let bits = Self::start_bits(a);
+            let mut j = i as usize;
+            loop {
+                let b = j % BITS;
+                let w = (*bits.add(j / BITS)).load(Ordering::Relaxed);
+                let m = if b == BITS - 1 {
+                    !0
+                } else {
+                    (1usize << (b + 1)) - 1
+                };
+                let x = w & m;
+                if x != 0 {
+                    return ((j / BITS) * BITS + (BITS - 1 - x.leading_zeros() as usize)) as u32;
+                }
+                if j < BITS {
+                    return 0;
+                }
+                j = (j / BITS) * BITS - 1;
+            }
+        }
+    }
+
+    /// Whether `p` is a held block of the arena; the error says what it is
+    /// otherwise. Any thread may ask.
+    ///
+    /// # Safety
+    /// `a` is a live arena.
+    pub unsafe fn check_held(a: *const Arena, p: usize) -> Result<u32, FreeErrorKind> {
+        // SAFETY: per the caller; only bitmaps are read.
+        unsafe {
+            let Some(i) = Self::index_of(a, p) else {
+                return Err(FreeErrorKind::NotAllocated);
+            };
+            let free = Self::get(Self::free_bits(a), i);
+            if Self::get(Self::start_bits(a), i) {
+                return if free {
+                    Err(FreeErrorKind::DoubleFree)
+                } else {
+                    Ok(i)
+                };
+            }
+            // Inside a block: held (an interior pointer) or free.
+            let s = Self::prev_start(a, i);
+            if Self::get(Self::free_bits(a), s) {
+                Err(FreeErrorKind::NotAllocated)
+            } else {
+                Err(FreeErrorKind::Interior)
+            }
+        }
+    }
+
+    /// Granules of the held block at granule `i`.
+    ///
+    /// # Safety
+    /// `a` is a live arena and `i` starts a held block.
+    pub unsafe fn block_granules(a: *const Arena, i: u32) -> u32 {
+        // SAFETY: per the caller.
+        unsafe { Self::next_start(a, i) - i }
+    }
+
+    /// # Safety
+    /// `a` is a live arena and `i` a granule of it.
+    #[inline]
+    unsafe fn header(a: *const Arena, i: u32) -> *mut FreeBlock {
+        // SAFETY: per the caller.
+        unsafe { Self::granule(a, i).cast() }
+    }
+
+    /// Makes `[i, i + g)` a free block and puts it on its bin.
+    ///
+    /// # Safety
+    /// `a` is a live arena; the range is inside it, no block overlaps it
+    /// except as being replaced, and `g >= MIN_GRANULES`.
+    unsafe fn insert_free(a: *mut Arena, i: u32, g: u32) {
+        // SAFETY: per the caller: the range is ours to write.
+        unsafe {
+            let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
+            Self::set(starts, i, true);
+            Self::set(frees, i, true);
+            Self::set(frees, i + g - 1, true);
+            let h = Self::header(a, i);
+            let b = bin_of(g).min((*a).nbins - 1);
+            let head = *Self::bins(a).add(b as usize);
+            ptr::addr_of_mut!((*h).tag).write(free_tag(h.cast()));
+            ptr::addr_of_mut!((*h).next).write(head);
+            ptr::addr_of_mut!((*h).prev).write(NONE);
+            ptr::addr_of_mut!((*h).size).write(g);
+            Self::granule(a, i + g).cast::<u32>().sub(1).write(g);
+            if head != NONE {
+                ptr::addr_of_mut!((*Self::header(a, head)).prev).write(i);
+            }
+            *Self::bins(a).add(b as usize) = i;
+            (*a).mask |= 1u128 << b;
+        }
+    }
+
+    /// Takes the free block at `i` off its bin and clears its free bits
+    /// (its start bit stays). Returns its granules.
+    ///
+    /// # Safety
+    /// `a` is a live arena and `i` starts a free block of it.
+    unsafe fn remove_free(a: *mut Arena, i: u32) -> u32 {
+        // SAFETY: per the caller; the links name free blocks of the bin.
+        unsafe {
+            let h = Self::header(a, i);
+            let (g, next, prev) = ((*h).size, (*h).next, (*h).prev);
+            let b = bin_of(g).min((*a).nbins - 1);
+            if prev == NONE {
+                *Self::bins(a).add(b as usize) = next;
+                if next == NONE {
+                    (*a).mask &= !(1u128 << b);
+                }
+            } else {
+                ptr::addr_of_mut!((*Self::header(a, prev)).next).write(next);
+            }
+            if next != NONE {
+                ptr::addr_of_mut!((*Self::header(a, next)).prev).write(prev);
+            }
+            let frees = Self::free_bits(a);
+            Self::set(frees, i, false);
+            Self::set(frees, i + g - 1, false);
+            ptr::addr_of_mut!((*h).tag).write(0);
+            g
+        }
+    }
+
+    /// A free block of at least `want` granules: its start, or `None`.
+    ///
+    /// # Safety
+    /// `a` is a live arena.
+    unsafe fn find(a: *mut Arena, want: u32) -> Option<u32> {
+        // SAFETY: per the caller; bins hold free blocks.
+        unsafe {
+            let b = bin_up(want);
+            if b < (*a).nbins {
+                let m = (*a).mask >> b;
+                if m != 0 {
+                    let bin = b + m.trailing_zeros();
+                    return Some(*Self::bins(a).add(bin as usize));
+                }
+            }
+            // The request's own bin may hold a block that is large enough.
+            let own = bin_of(want);
+            if own == b || own >= (*a).nbins {
+                return None;
+            }
+            let mut i = *Self::bins(a).add(own as usize);
+            let mut tries = 0;
+            while i != NONE && tries < BIN_SCAN {
+                let h = Self::header(a, i);
+                if (*h).size >= want {
+                    return Some(i);
+                }
+                i = (*h).next;
+                tries += 1;
+            }
+            None
+        }
+    }
+
+    /// Allocates a held block of `g` granules whose address is a multiple
+    /// of `align` (a power of two, at least a granule). Returns its first
+    /// granule and its granules (`g`, or up to one more when the rest would
+    /// be too small to stand alone).
+    ///
+    /// # Safety
+    /// `a` is a live arena of the owner.
+    pub unsafe fn alloc(a: *mut Arena, g: u32, align: usize) -> Option<(u32, u32)> {
+        let ag = (align >> GRANULE_SHIFT) as u32;
+        let want = if ag <= 1 {
+            g
+        } else {
+            g.checked_add(ag)?.checked_add(1)?
+        };
+        // SAFETY: per the caller; `find` returns a free block.
+        unsafe {
+            let i = Self::find(a, want)?;
+            let s = Self::remove_free(a, i);
+            let mut j = i;
+            if ag > 1 {
+                let addr = Self::granule(a, i) as usize;
+                let mut pad = (addr.next_multiple_of(align) - addr) >> GRANULE_SHIFT;
+                if pad == 1 {
+                    pad += ag as usize;
+                }
+                j = i + pad as u32;
+                if j > i {
+                    // The head stays free (its start bit is already set).
+                    Self::insert_free(a, i, j - i);
+                }
+            }
+            let end = i + s;
+            let mut g = g;
+            if end - (j + g) < MIN_GRANULES {
+                g = end - j;
+            } else {
+                Self::insert_free(a, j + g, end - (j + g));
+            }
+            Self::set(Self::start_bits(a), j, true);
+            // A stale tag would read as a double free on the remote path.
+            ptr::addr_of_mut!((*Self::header(a, j)).tag).write(0);
+            (*a).held += g;
+            Some((j, g))
+        }
+    }
+
+    /// Frees the held block at granule `i` (of `g` granules), merging it
+    /// with free neighbours.
+    ///
+    /// # Safety
+    /// `a` is a live arena of the owner; `i` starts a held block of `g`
+    /// granules.
+    pub unsafe fn free(a: *mut Arena, i: u32, g: u32) {
+        // SAFETY: per the caller; neighbours are found through the bitmaps.
+        unsafe {
+            (*a).held -= g;
+            let (mut i, mut g) = (i, g);
+            let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
+            let n = i + g;
+            if n < (*a).granules && Self::get(frees, n) {
+                g += Self::remove_free(a, n);
+                Self::set(starts, n, false);
+            }
+            if i > 0 && Self::get(frees, i - 1) {
+                let ps = Self::granule(a, i).cast::<u32>().sub(1).read();
+                let p = i - ps;
+                Self::remove_free(a, p);
+                Self::set(starts, i, false);
+                i = p;
+                g += ps;
+            }
+            Self::insert_free(a, i, g);
+        }
+    }
+
+    /// Resizes the held block at `i` (of `g` granules) to `want` granules in
+    /// place: a shrink gives its tail back, a growth takes from a free next
+    /// block. Returns the block's new granules, or `None` (nothing changed).
+    ///
+    /// # Safety
+    /// As [`free`](Self::free).
+    pub unsafe fn resize(a: *mut Arena, i: u32, g: u32, want: u32) -> Option<u32> {
+        // SAFETY: per the caller.
+        unsafe {
+            let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
+            let n = i + g;
+            let next_free = n < (*a).granules && Self::get(frees, n);
+            let room = if next_free {
+                g + (*Self::header(a, n)).size
+            } else {
+                g
+            };
+            if want > room {
+                return None;
+            }
+            if want <= g && g - want < MIN_GRANULES && !next_free {
+                // Too little to give back on its own.
+                return Some(g);
+            }
+            if next_free {
+                Self::remove_free(a, n);
+                Self::set(starts, n, false);
+            }
+            let end = i + room;
+            let mut keep = want;
+            if end - (i + keep) < MIN_GRANULES {
+                keep = end - i;
+            } else {
+                Self::insert_free(a, i + keep, end - (i + keep));
+            }
+            (*a).held = (*a).held - g + keep;
+            Some(keep)
+        }
+    }
+
+    /// Checks the arena's invariants; returns (held blocks, held granules,
+    /// free blocks).
+    ///
+    /// # Safety
+    /// `a` is a live arena.
+    pub unsafe fn check(a: *const Arena) -> Result<(u32, u32, u32), &'static str> {
+        // SAFETY: per the caller; blocks are walked through the bitmaps.
+        unsafe {
+            let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
+            let n = (*a).granules;
+            if !Self::get(starts, 0) {
+                return Err("medium arena starts with a block");
+            }
+            let (mut held, mut held_g, mut free) = (0u32, 0u32, 0u32);
+            let mut i = 0;
+            let mut prev_free = false;
+            while i < n {
+                let e = Self::next_start(a, i);
+                let g = e - i;
+                if g < MIN_GRANULES {
+                    return Err("medium block of at least two granules");
+                }
+                if Self::get(frees, i) {
+                    let h = Self::header(a, i);
+                    if prev_free {
+                        return Err("medium free blocks merged");
+                    }
+                    if !Self::get(frees, e - 1) || (*h).size != g {
+                        return Err("medium free block size and end bit");
+                    }
+                    if Self::granule(a, e).cast::<u32>().sub(1).read() != g {
+                        return Err("medium free block footer");
+                    }
+                    if (*h).tag != free_tag(h.cast()) {
+                        return Err("medium free block tag");
+                    }
+                    for k in i + 1..e - 1 {
+                        if Self::get(frees, k) {
+                            return Err("no free bit inside a free block");
+                        }
+                    }
+                    free += 1;
+                    prev_free = true;
+                } else {
+                    for k in i + 1..e {
+                        if Self::get(frees, k) {
+                            return Err("no free bit inside a held block");
+                        }
+                    }
+                    held += 1;
+                    held_g += g;
+                    prev_free = false;
+                }
+                i = e;
+            }
+            if held_g != (*a).held {
+                return Err("medium held granules");
+            }
+            // Each bin holds blocks of its size only; together, every free block.
+            let mut listed = 0u32;
+            for b in 0..(*a).nbins {
+                let mut k = *Self::bins(a.cast_mut()).add(b as usize);
+                if (k != NONE) != ((*a).mask >> b & 1 != 0) {
+                    return Err("medium bin mask");
+                }
+                let mut prev = NONE;
+                while k != NONE {
+                    if k >= n || !Self::get(frees, k) || !Self::get(starts, k) {
+                        return Err("medium bin holds free blocks");
+                    }
+                    let h = Self::header(a, k);
+                    if bin_of((*h).size).min((*a).nbins - 1) != b || (*h).prev != prev {
+                        return Err("medium bin links");
+                    }
+                    listed += 1;
+                    if listed > free {
+                        return Err("medium bins longer than the free blocks");
+                    }
+                    prev = k;
+                    k = (*h).next;
+                }
+            }
+            if listed != free {
+                return Err("every medium free block is in a bin");
+            }
+            Ok((held, held_g, free))
+        }
+    }
+}
+
+impl<P: PageSource> Heap<P> {
+    /// Serves `size` bytes at `align` (a power of two, at least 16) from a
+    /// medium slab: an existing one with room (the one that served last is
+    /// tried first), else a new one carved from free units, else one in a
+    /// new SuperSlab. Null when none can be had (nothing changed).
+    #[cold]
+    pub(crate) fn alloc_medium(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        let Some(g) = granules_of(size) else {
+            return ptr::null_mut();
+        };
+        let lists = MEDIUM_CLASS as usize;
+        for pass in 0..2 {
+            let mut s = self.partial[lists];
+            while !s.is_null() {
+                let ss = self.superslab_of(s.cast());
+                // SAFETY: the medium list holds medium slabs of live owned
+                // SuperSlabs.
+                unsafe {
+                    let next = (*s).next;
+                    if let Some(p) = self.take_medium(ss, s, g, size, align, zero) {
+                        return p;
+                    }
+                    s = next;
+                }
+            }
+            // Blocks freed by other threads may make room.
+            if pass == 1 || self.collect() == 0 {
+                break;
+            }
+        }
+        let extra = if align > GRANULE {
+            (align >> GRANULE_SHIFT) + 1
+        } else {
+            0
+        };
+        let need = (g as usize + extra) << GRANULE_SHIFT;
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs.
+            unsafe {
+                if let Some(s) = self.carve_medium(ss, need) {
+                    return self
+                        .take_medium(ss, s, g, size, align, zero)
+                        .unwrap_or(ptr::null_mut());
+                }
+                ss = (*ss).next;
+            }
+        }
+        let Some(ss) = self.map_superslab() else {
+            return ptr::null_mut();
+        };
+        // SAFETY: a fresh SuperSlab, live and owned.
+        unsafe {
+            match self.carve_medium(ss, need) {
+                Some(s) => self
+                    .take_medium(ss, s, g, size, align, zero)
+                    .unwrap_or(ptr::null_mut()),
+                None => {
+                    // Too large for any medium slab: give the SuperSlab back.
+                    self.on_empty_unused(ss);
+                    ptr::null_mut()
+                }
+            }
+        }
+    }
+
+    /// A SuperSlab mapped for nothing: counted empty since `map_superslab`;
+    /// released now if the retain policy says so.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab with `live == 0`.
+    unsafe fn on_empty_unused(&mut self, ss: *mut SuperSlab) {
+        if self.n.empty > self.cfg.retain {
+            // SAFETY: per the caller.
+            unsafe { self.release_superslab(ss) };
+        }
+    }
+
+    /// Allocates from medium slab `s` of `ss`, counting the block; `None`
+    /// if it has no room.
+    ///
+    /// # Safety
+    /// `s` is a medium slab of the live owned SuperSlab `ss`.
+    unsafe fn take_medium(
+        &mut self,
+        ss: *mut SuperSlab,
+        s: *mut Slab,
+        g: u32,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> Option<*mut u8> {
+        // SAFETY: per the caller.
+        unsafe {
+            let a = arena_of(ss, s);
+            let (i, _) = Arena::alloc(a, g, align)?;
+            self.count_alloc(s);
+            if self.partial[MEDIUM_CLASS as usize] != s {
+                // The slab that served last is tried first next time.
+                self.unlink_partial(s);
+                self.link_partial_head(s);
+            }
+            let p = Arena::granule(a, i);
+            #[cfg(feature = "hardened")]
+            SuperSlab::mark_allocated(ss, self.geo.units, p as usize - ss as usize);
+            if zero {
+                ptr::write_bytes(p, 0, size);
+            }
+            Some(p)
+        }
+    }
+
+    /// Makes a medium slab over the longest free run of units of `ss`,
+    /// if its arena can hold `need` bytes in one block (empty slabs give
+    /// their units back first when it cannot); links it first in the
+    /// medium list.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab.
+    pub(crate) unsafe fn carve_medium(
+        &mut self,
+        ss: *mut SuperSlab,
+        need: usize,
+    ) -> Option<*mut Slab> {
+        let unit = self.geo.unit_size();
+        let mut reclaimed = false;
+        // SAFETY: `ss` is live and ours (caller).
+        unsafe {
+            loop {
+                let free = (*ss).free_units;
+                let mut k = free.count_ones();
+                let mut run = None;
+                while k > 0 {
+                    if let Some(first) = find_run(free, k) {
+                        run = Some((first, k));
+                        break;
+                    }
+                    k -= 1;
+                }
+                if let Some((first, span)) = run {
+                    let lo = (first as usize * unit).max(self.geo.header_bytes as usize);
+                    let hi = (first + span) as usize * unit;
+                    if hi > lo && (granules_for(hi - lo) as usize) << GRANULE_SHIFT >= need {
+                        return self.make_medium(ss, first, span, lo, hi);
+                    }
+                }
+                if reclaimed || (*ss).empty_units == 0 {
+                    return None;
+                }
+                self.release_empty_slabs(ss);
+                reclaimed = true;
+            }
+        }
+    }
+
+    /// Assigns units `first .. first + span` of `ss` (free) to a new medium
+    /// slab whose arena spans `[lo, hi)`.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab and the units are free.
+    unsafe fn make_medium(
+        &mut self,
+        ss: *mut SuperSlab,
+        first: u32,
+        span: u32,
+        lo: usize,
+        hi: usize,
+    ) -> Option<*mut Slab> {
+        let mask = run_mask(first, span);
+        // SAFETY: per the caller.
+        unsafe {
+            if (*ss).clean_units & mask != 0 {
+                if !self.recommit_units(ss, first, span) {
+                    return None;
+                }
+                (*ss).clean_units &= !mask;
+            }
+            let fresh = (*ss).fresh_units & mask == mask;
+            (*ss).free_units &= !mask;
+            (*ss).fresh_units &= !mask;
+            (*ss).empty_units |= mask; // used == 0 until its first block
+            for u in first..first + span {
+                (*SuperSlab::slab(ss, u as usize)).head = first as u8;
+            }
+            let slab = SuperSlab::slab(ss, first as usize);
+            slab.write(Slab {
+                free: ptr::null_mut(),
+                inv: 0,
+                remote: AtomicPtr::new(ptr::null_mut()),
+                next: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                used: 0,
+                // An empty block range: the small tier refuses every pointer.
+                bump: AtomicU32::new(0),
+                start: 0,
+                // The arena's offset.
+                end: lo as u32,
+                size: GRANULE as u32,
+                class: MEDIUM_CLASS,
+                span: span as u8,
+                head: first as u8,
+                flags: 0,
+            });
+            Arena::init(ss, lo, hi - lo, fresh && P::MAPS_ZEROED);
+            self.link_partial_head(slab);
+            Some(slab)
+        }
+    }
+
+    /// The free of a pointer the small tier refused (`kind`): a held medium
+    /// block goes back to its arena; anything else is the error.
+    ///
+    /// # Safety
+    /// `slab` is the unit record of the live owned SuperSlab `ss` that
+    /// `ptr` lies in.
+    #[cold]
+    #[inline(never)]
+    pub(crate) unsafe fn free_uncarved(
+        &mut self,
+        ss: *mut SuperSlab,
+        slab: *mut Slab,
+        ptr: *mut u8,
+        kind: FreeErrorKind,
+    ) -> Result<(), FreeError> {
+        let p = ptr as usize;
+        let err = |kind| FreeError { ptr: p, kind };
+        // SAFETY: per the caller.
+        unsafe {
+            if (*slab).class != MEDIUM_CLASS {
+                return Err(err(kind));
+            }
+            let a = arena_of(ss, slab);
+            let i = Arena::check_held(a, p).map_err(err)?;
+            #[cfg(feature = "hardened")]
+            if !SuperSlab::mark_free(ss, self.geo.units, p - ss as usize) {
+                return Err(err(FreeErrorKind::DoubleFree));
+            }
+            let g = Arena::block_granules(a, i);
+            Arena::free(a, i, g);
+            // Last: counting may empty the SuperSlab and release it.
+            self.count_free(slab, 1);
+        }
+        Ok(())
+    }
+
+    /// Takes the remote list `head` of medium slab `slab` back into its
+    /// arena. Returns how many blocks.
+    ///
+    /// # Safety
+    /// `slab` is a medium slab of the live owned SuperSlab `ss`; `head` is
+    /// its whole remote list, just taken: marked, counted held blocks.
+    pub(crate) unsafe fn collect_medium(
+        &mut self,
+        ss: *mut SuperSlab,
+        slab: *mut Slab,
+        head: *mut Block,
+    ) -> u32 {
+        let mut n = 0;
+        // SAFETY: per the caller; each block's tag is checked before its
+        // link is followed.
+        unsafe {
+            let a = arena_of(ss, slab);
+            let mut b = head;
+            while !b.is_null() {
+                if (*b).tag != free_tag(b.cast()) {
+                    corrupted(b.cast());
+                }
+                let next = (*b).next;
+                let Some(i) = Arena::index_of(a, b as usize) else {
+                    corrupted(b.cast());
+                };
+                let g = Arena::block_granules(a, i);
+                Arena::free(a, i, g);
+                n += 1;
+                b = next;
+            }
+        }
+        n
+    }
+
+    /// Resizes a held medium block of this heap in place (see
+    /// [`Arena::resize`]); `false` (nothing changed) if it cannot, or another
+    /// heap owns it.
+    ///
+    /// # Safety
+    /// `ptr` is a held medium block of slab `slab` of the live SuperSlab
+    /// `ss`, starting at granule `i`, `g` granules.
+    pub(crate) unsafe fn resize_medium(
+        &mut self,
+        ss: *mut SuperSlab,
+        slab: *mut Slab,
+        i: u32,
+        g: u32,
+        new_size: usize,
+    ) -> bool {
+        // SAFETY: per the caller; only the owner changes an arena.
+        unsafe {
+            if (*ss).owner.load(Ordering::Relaxed) != self.id {
+                return false;
+            }
+            let Some(want) = granules_of(new_size) else {
+                return false;
+            };
+            Arena::resize(arena_of(ss, slab), i, g, want).is_some()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_are_monotonic_and_bin_up_fits() {
+        let mut last = 0;
+        for g in 1..100_000u32 {
+            let b = bin_of(g);
+            assert!(b >= last && b <= last + 1, "g {g}");
+            last = b;
+            // Every block in bin_up(g) or above holds g.
+            let up = bin_up(g);
+            let first_of_up = (1..=2 * g + 8).find(|&h| bin_of(h) == up).unwrap();
+            assert!(first_of_up >= g, "g {g}");
+            assert!(up <= bin_of(g) + 1);
+        }
+        assert!(bin_of(1 << 26) < MAX_BINS);
+    }
+
+    #[test]
+    fn metadata_is_small() {
+        for bytes in [15usize << 10, 64 << 10, 2 << 20, 8 << 20] {
+            let g = granules_for(bytes);
+            let lost = bytes - g as usize * GRANULE;
+            assert!(lost * 32 < bytes, "{bytes}: {lost}");
+            assert!(meta_bytes(g) + g as usize * GRANULE <= bytes);
+        }
+    }
+}
