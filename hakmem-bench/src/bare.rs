@@ -22,7 +22,7 @@ use std::alloc::{alloc, dealloc, GlobalAlloc, Layout};
 use std::ptr::{self, NonNull};
 use std::time::{Duration, Instant};
 
-use hakmem_bare::{LocalHeap, BARE_CONFIG};
+use hakmem_bare::{Config, LocalHeap};
 
 use crate::out::{self, Better};
 use crate::rng::Rng;
@@ -90,7 +90,7 @@ impl Arena for Hakmem {
 fn make_hakmem(r: &Region) -> Box<dyn Arena> {
     // SAFETY: the region is used by this arena alone until it is dropped.
     Box::new(Hakmem(
-        unsafe { LocalHeap::with_region(r.ptr, r.size(), BARE_CONFIG) }.unwrap(),
+        unsafe { LocalHeap::with_region(r.ptr, r.size(), Config::for_heap(r.size())) }.unwrap(),
     ))
 }
 

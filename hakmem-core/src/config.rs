@@ -77,6 +77,42 @@ impl Config {
         slab_max: usize::MAX,
     };
 
+    /// A geometry for a heap of about `bytes` of RAM in one region aligned
+    /// to the SuperSlab size it picks (bare metal), with the medium tier on:
+    /// - up to 128 KiB: one SuperSlab over the whole region (its largest
+    ///   power of two, at least 16 KiB) of 16 units, every request medium
+    ///   (slabs of 4 KiB units would leave too much of so small a heap in
+    ///   partly used slabs);
+    /// - beyond: about 16 SuperSlabs (to 8 MiB each) of 64 units, slabs for
+    ///   the requests up to 256 B, medium blocks above.
+    ///
+    /// Fewer, larger SuperSlabs mean fewer arena boundaries (where a block
+    /// cannot straddle two arenas) and fewer arenas to search.
+    pub const fn for_heap(bytes: usize) -> Config {
+        let log = if bytes < 2 {
+            0
+        } else {
+            (usize::BITS - 1 - bytes.leading_zeros()) as u8
+        };
+        if log <= 17 {
+            let ss = clamp(log);
+            Config {
+                superslab_shift: ss,
+                slab_shift: ss - 4,
+                slab_max: 0,
+                ..Config::SMALL
+            }
+        } else {
+            let ss = clamp(log - 4);
+            Config {
+                superslab_shift: ss,
+                slab_shift: if ss - 6 < 10 { 10 } else { ss - 6 },
+                slab_max: 256,
+                ..Config::SMALL
+            }
+        }
+    }
+
     /// Checks the configuration and derives the geometry.
     pub fn geometry(&self) -> Result<Geometry, ConfigError> {
         let ss = self.superslab_shift;
@@ -139,6 +175,17 @@ impl Config {
             spans,
             medium_max,
         })
+    }
+}
+
+/// `x` within the SuperSlab shifts.
+const fn clamp(x: u8) -> u8 {
+    if x < MIN_SUPERSLAB_SHIFT {
+        MIN_SUPERSLAB_SHIFT
+    } else if x > MAX_SUPERSLAB_SHIFT {
+        MAX_SUPERSLAB_SHIFT
+    } else {
+        x
     }
 }
 

@@ -75,6 +75,9 @@ const MAX_BINS: u32 = 128;
 /// has one.
 const BIN_SCAN: usize = 32;
 
+/// Whether the medium slab that served last is tried first next time.
+const MOVE_TO_FRONT: bool = true;
+
 /// The arena header at the start of a medium slab's memory.
 #[repr(C)]
 pub(crate) struct Arena {
@@ -790,7 +793,7 @@ impl<P: PageSource> Heap<P> {
             let a = arena_of(ss, s);
             let (i, _) = Arena::alloc(a, g, align)?;
             self.count_alloc(s);
-            if self.partial[MEDIUM_CLASS as usize] != s {
+            if MOVE_TO_FRONT && self.partial[MEDIUM_CLASS as usize] != s {
                 // The slab that served last is tried first next time.
                 self.unlink_partial(s);
                 self.link_partial_head(s);
