@@ -553,8 +553,8 @@ fn memory_is_not_written_before_it_is_handed_out() {
             "written beyond the handed-out blocks (which end at offset {end})"
         );
     }
-    // A large block: only its header is written.
-    let size = geo.max_slab_size() + 2 * PAGE;
+    // A large block (beyond the medium tier too): only its header is written.
+    let size = geo.max_slab_size().max(geo.medium_max) + 2 * PAGE;
     let l = heap.alloc(size, 16);
     let lbase = l as usize & geo.superslab_mask();
     {
