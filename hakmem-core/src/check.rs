@@ -221,6 +221,11 @@ impl<P: PageSource> Heap<P> {
             }
             ensure(linked == in_partial, "flagged slabs are linked", 0)?;
             ensure(self.outgoing.check(), "outgoing batch lengths add up", 0)?;
+            ensure(
+                self.medium_index_ok(),
+                "medium index agrees with the arenas",
+                0,
+            )?;
             let (mut count, mut bytes, mut mapped) = (0, 0, 0);
             let mut h = self.large;
             while !h.is_null() {

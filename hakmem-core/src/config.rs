@@ -80,36 +80,34 @@ impl Config {
     /// A geometry for a heap of about `bytes` of RAM in one region aligned
     /// to the SuperSlab size it picks (bare metal), with the medium tier on:
     /// - up to 128 KiB: one SuperSlab over the whole region (its largest
-    ///   power of two, at least 16 KiB) of 16 units, every request medium
-    ///   (slabs of 4 KiB units would leave too much of so small a heap in
-    ///   partly used slabs);
-    /// - beyond: about 16 SuperSlabs (to 8 MiB each) of 64 units, slabs for
-    ///   the requests up to 256 B, medium blocks above.
+    ///   power of two, at least 16 KiB);
+    /// - beyond: about 64 SuperSlabs (16 KiB to 8 MiB each);
     ///
-    /// Fewer, larger SuperSlabs mean fewer arena boundaries (where a block
-    /// cannot straddle two arenas) and fewer arenas to search.
+    /// each of 16 units, every request medium or large: slabs would leave
+    /// too much of a heap filled to its first failure in partly used slabs
+    /// of many classes (measured in docs/design.md). One SuperSlab of the
+    /// region is typically lost where the page source keeps its bitmaps in
+    /// the region, so more SuperSlabs lose less; fewer mean fewer arena
+    /// boundaries (a block cannot straddle two) and fewer arenas to compare.
     pub const fn for_heap(bytes: usize) -> Config {
         let log = if bytes < 2 {
             0
         } else {
             (usize::BITS - 1 - bytes.leading_zeros()) as u8
         };
-        if log <= 17 {
-            let ss = clamp(log);
-            Config {
-                superslab_shift: ss,
-                slab_shift: ss - 4,
-                slab_max: 0,
-                ..Config::SMALL
-            }
+        // One SuperSlab over a small heap; about 64 of them over a larger
+        // one (16 units each, so the unit records cost 1/64 of a
+        // SuperSlab at most).
+        let ss = if log <= 17 {
+            clamp(log)
         } else {
-            let ss = clamp(log - 4);
-            Config {
-                superslab_shift: ss,
-                slab_shift: if ss - 6 < 10 { 10 } else { ss - 6 },
-                slab_max: 256,
-                ..Config::SMALL
-            }
+            clamp(log - 6)
+        };
+        Config {
+            superslab_shift: ss,
+            slab_shift: ss - 4,
+            slab_max: 0,
+            ..Config::SMALL
         }
     }
 
@@ -265,6 +263,17 @@ impl Geometry {
             class_size(self.slab_classes - 1)
         }
     }
+    /// Largest request (at alignment 16) served inside SuperSlabs, from a
+    /// slab or the medium tier; larger ones are large blocks.
+    pub const fn max_tiered_size(&self) -> usize {
+        let s = self.max_slab_size();
+        if self.medium_max > s {
+            self.medium_max
+        } else {
+            s
+        }
+    }
+
     /// The free-unit mask of an empty SuperSlab: every unit not wholly taken
     /// by the header.
     pub const fn all_free_units(&self) -> u64 {

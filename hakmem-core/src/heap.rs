@@ -42,7 +42,7 @@ use crate::config::{Config, ConfigError, Geometry};
 use crate::error::{FreeError, FreeErrorKind};
 use crate::large::{LargeBlock, LargeCache, LARGE_LIVE};
 use crate::locate::{self, Found};
-use crate::medium::{Arena, MEDIUM_CLASS};
+use crate::medium::{Arena, MediumIndex, MEDIUM_CLASS};
 use crate::page_source::PageSource;
 use crate::remote::Outgoing;
 use crate::size_class::{
@@ -120,6 +120,8 @@ pub struct Heap<P: PageSource> {
     pub(crate) large: *mut LargeBlock,
     /// Freed large regions kept for reuse.
     pub(crate) large_cache: LargeCache,
+    /// Medium slabs by their non-empty bins.
+    pub(crate) medium: MediumIndex,
     pub(crate) n: Counters,
 }
 
@@ -147,6 +149,7 @@ impl<P: PageSource> Heap<P> {
             superslabs: ptr::null_mut(),
             large: ptr::null_mut(),
             large_cache: LargeCache::EMPTY,
+            medium: MediumIndex::EMPTY,
             n: Counters::default(),
         })
     }
@@ -182,6 +185,7 @@ impl<P: PageSource> Heap<P> {
             ptr::addr_of_mut!((*h).superslabs).write(ptr::null_mut());
             ptr::addr_of_mut!((*h).large).write(ptr::null_mut());
             ptr::addr_of_mut!((*h).large_cache).write(LargeCache::EMPTY);
+            ptr::addr_of_mut!((*h).medium).write(MediumIndex::EMPTY);
             ptr::addr_of_mut!((*h).n).write(Counters::default());
             Ok(slot.assume_init_mut())
         }
@@ -259,7 +263,8 @@ impl<P: PageSource> Heap<P> {
                 }
             }
         }
-        if size <= self.geo.medium_max && align <= self.geo.unit_size() {
+        // (`medium_max` is 0 when the tier is off.)
+        if size < self.geo.medium_max && align <= self.geo.unit_size() {
             let p = self.alloc_medium(size, align, zero);
             if !p.is_null() {
                 return p;

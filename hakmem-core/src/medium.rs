@@ -78,6 +78,78 @@ const BIN_SCAN: usize = 32;
 /// Whether the medium slab that served last is tried first next time.
 const MOVE_TO_FRONT: bool = true;
 
+/// Medium slabs the heap indexes by their non-empty bins (more are found
+/// by a walk of the medium list).
+pub(crate) const INDEXED: usize = 64;
+
+/// The heap's index of its medium slabs: for each bin, which indexed slabs
+/// have a free block there, so the best fit over every arena is a few bit
+/// searches, not a look at each arena.
+pub(crate) struct MediumIndex {
+    /// Per bin: bit `k` set iff indexed slab `k` has a block in that bin.
+    bins: [u64; MAX_BINS as usize],
+    /// Bins with a block in some indexed slab.
+    any: u128,
+    /// Indexed slabs, by index.
+    slabs: [*mut Slab; INDEXED],
+    /// Indices in use.
+    used: u64,
+    /// Medium slabs not indexed (all indices were taken when they were made).
+    pub overflow: usize,
+}
+
+impl MediumIndex {
+    /// No medium slab.
+    pub const EMPTY: MediumIndex = MediumIndex {
+        bins: [0; MAX_BINS as usize],
+        any: 0,
+        slabs: [ptr::null_mut(); INDEXED],
+        used: 0,
+        overflow: 0,
+    };
+
+    /// Records that slab `k`'s non-empty bins went from `old` to `new`.
+    #[inline]
+    fn sync(&mut self, k: usize, old: u128, new: u128) {
+        let mut changed = old ^ new;
+        while changed != 0 {
+            let b = changed.trailing_zeros() as usize;
+            changed &= changed - 1;
+            if new >> b & 1 != 0 {
+                self.bins[b] |= 1 << k;
+                self.any |= 1 << b;
+            } else {
+                self.bins[b] &= !(1 << k);
+                if self.bins[b] == 0 {
+                    self.any &= !(1 << b);
+                }
+            }
+        }
+    }
+
+    /// Whether the index agrees with the arenas' bins (for `Heap::check`).
+    ///
+    /// # Safety
+    /// The indexed slabs are medium slabs of live SuperSlabs.
+    pub unsafe fn check(&self, mask_of: impl Fn(*mut Slab) -> u128) -> bool {
+        for b in 0..MAX_BINS as usize {
+            let mut want = 0u64;
+            for k in 0..INDEXED {
+                if self.used >> k & 1 != 0 && mask_of(self.slabs[k]) >> b & 1 != 0 {
+                    want |= 1 << k;
+                }
+            }
+            if self.bins[b] != want || (self.any >> b & 1 != 0) != (want != 0) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `Slab::inv` of a medium slab that is not indexed.
+const NOT_INDEXED: u64 = u64::MAX;
+
 /// The arena header at the start of a medium slab's memory.
 #[repr(C)]
 pub(crate) struct Arena {
@@ -461,20 +533,70 @@ impl Arena {
     ///
     /// # Safety
     /// `a` is a live arena.
-    unsafe fn find(a: *mut Arena, want: u32) -> Option<u32> {
+    pub unsafe fn find(a: *mut Arena, want: u32) -> Option<(u32, u32)> {
         // SAFETY: per the caller; bins hold free blocks.
         unsafe {
             let b = bin_up(want);
+            // The request's own bin first: a block there that is large
+            // enough keeps the larger free blocks whole (closer to best fit).
+            let own = bin_of(want);
+            if own != b && own < (*a).nbins && (*a).mask >> own & 1 != 0 {
+                let mut i = *Self::bins(a).add(own as usize);
+                let mut tries = 0;
+                while i != NONE && tries < BIN_SCAN {
+                    let h = Self::header(a, i);
+                    if (*h).size >= want {
+                        return Some((i, own));
+                    }
+                    i = (*h).next;
+                    tries += 1;
+                }
+            }
             if b < (*a).nbins {
                 let m = (*a).mask >> b;
                 if m != 0 {
                     let bin = b + m.trailing_zeros();
-                    return Some(*Self::bins(a).add(bin as usize));
+                    // Best fit among the first blocks of that bin.
+                    let mut i = *Self::bins(a).add(bin as usize);
+                    let mut best = i;
+                    let mut best_size = u32::MAX;
+                    let mut tries = 0;
+                    while i != NONE && tries < BIN_SCAN {
+                        let h = Self::header(a, i);
+                        if (*h).size < best_size {
+                            best = i;
+                            best_size = (*h).size;
+                        }
+                        i = (*h).next;
+                        tries += 1;
+                    }
+                    return Some((best, bin));
                 }
             }
-            // The request's own bin may hold a block that is large enough.
+            None
+        }
+    }
+
+    /// The non-empty bins.
+    ///
+    /// # Safety
+    /// `a` is a live arena.
+    #[inline]
+    pub unsafe fn bins_mask(a: *const Arena) -> u128 {
+        // SAFETY: per the caller.
+        unsafe { (*a).mask }
+    }
+
+    /// A block of the request's own bin holding `want` granules (the first
+    /// [`BIN_SCAN`] are tried).
+    ///
+    /// # Safety
+    /// `a` is a live arena.
+    unsafe fn find_own(a: *mut Arena, want: u32) -> Option<u32> {
+        // SAFETY: per the caller; bins hold free blocks.
+        unsafe {
             let own = bin_of(want);
-            if own == b || own >= (*a).nbins {
+            if own >= (*a).nbins || (*a).mask >> own & 1 == 0 {
                 return None;
             }
             let mut i = *Self::bins(a).add(own as usize);
@@ -491,6 +613,41 @@ impl Arena {
         }
     }
 
+    /// The best fit among the first blocks of non-empty bin `bin` (all of
+    /// whose blocks are large enough).
+    ///
+    /// # Safety
+    /// `a` is a live arena and `bin` one of its non-empty bins.
+    unsafe fn best_of_bin(a: *mut Arena, bin: u32) -> u32 {
+        // SAFETY: per the caller.
+        unsafe {
+            let mut i = *Self::bins(a).add(bin as usize);
+            let mut best = i;
+            let mut best_size = u32::MAX;
+            let mut tries = 0;
+            while i != NONE && tries < BIN_SCAN {
+                let h = Self::header(a, i);
+                if (*h).size < best_size {
+                    best = i;
+                    best_size = (*h).size;
+                }
+                i = (*h).next;
+                tries += 1;
+            }
+            best
+        }
+    }
+
+    /// Granules a free block must have to hold `g` granules at `align`.
+    pub fn want(g: u32, align: usize) -> Option<u32> {
+        let ag = (align >> GRANULE_SHIFT) as u32;
+        if ag <= 1 {
+            Some(g)
+        } else {
+            g.checked_add(ag)?.checked_add(1)
+        }
+    }
+
     /// Allocates a held block of `g` granules whose address is a multiple
     /// of `align` (a power of two, at least a granule). Returns its first
     /// granule and its granules (`g`, or up to one more when the rest would
@@ -499,15 +656,23 @@ impl Arena {
     /// # Safety
     /// `a` is a live arena of the owner.
     pub unsafe fn alloc(a: *mut Arena, g: u32, align: usize) -> Option<(u32, u32)> {
-        let ag = (align >> GRANULE_SHIFT) as u32;
-        let want = if ag <= 1 {
-            g
-        } else {
-            g.checked_add(ag)?.checked_add(1)?
-        };
-        // SAFETY: per the caller; `find` returns a free block.
+        // SAFETY: per the caller; `find` returns a free block large enough.
         unsafe {
-            let i = Self::find(a, want)?;
+            let (i, _) = Self::find(a, Self::want(g, align)?)?;
+            Some(Self::alloc_at(a, i, g, align))
+        }
+    }
+
+    /// Allocates `g` granules at `align` from the free block at `i`, which
+    /// `find` returned for `want(g, align)`. Returns the block's first
+    /// granule and its granules.
+    ///
+    /// # Safety
+    /// `a` is a live arena of the owner, `i` such a free block.
+    pub unsafe fn alloc_at(a: *mut Arena, i: u32, g: u32, align: usize) -> (u32, u32) {
+        let ag = (align >> GRANULE_SHIFT) as u32;
+        // SAFETY: per the caller.
+        unsafe {
             let s = Self::remove_free(a, i);
             let mut j = i;
             if ag > 1 {
@@ -533,7 +698,7 @@ impl Arena {
             // A stale tag would read as a double free on the remote path.
             ptr::addr_of_mut!((*Self::header(a, j)).tag).write(0);
             (*a).held += g;
-            Some((j, g))
+            (j, g)
         }
     }
 
@@ -706,19 +871,15 @@ impl<P: PageSource> Heap<P> {
         let Some(g) = granules_of(size) else {
             return ptr::null_mut();
         };
-        let lists = MEDIUM_CLASS as usize;
+        let Some(want) = Arena::want(g, align) else {
+            return ptr::null_mut();
+        };
         for pass in 0..2 {
-            let mut s = self.partial[lists];
-            while !s.is_null() {
-                let ss = self.superslab_of(s.cast());
-                // SAFETY: the medium list holds medium slabs of live owned
-                // SuperSlabs.
-                unsafe {
-                    let next = (*s).next;
-                    if let Some(p) = self.take_medium(ss, s, g, size, align, zero) {
-                        return p;
-                    }
-                    s = next;
+            // SAFETY: the medium list holds medium slabs of live owned
+            // SuperSlabs; `best_fit` returns a free block of one.
+            unsafe {
+                if let Some((s, i)) = self.best_fit(want) {
+                    return self.take_medium_at(s, i, g, size, align, zero);
                 }
             }
             // Blocks freed by other threads may make room.
@@ -774,6 +935,196 @@ impl<P: PageSource> Heap<P> {
         }
     }
 
+    /// The medium slab and free block that hold `want` granules best, over
+    /// every arena: a block of the request's own bin that fits, else one of
+    /// the smallest non-empty bin all of whose blocks fit (found through the
+    /// index), else (for slabs the index does not hold) the first fit.
+    ///
+    /// # Safety
+    /// The medium list is the heap's.
+    unsafe fn best_fit(&mut self, want: u32) -> Option<(*mut Slab, u32)> {
+        let own = bin_of(want);
+        let up = bin_up(want);
+        // SAFETY: indexed slabs are medium slabs of live owned SuperSlabs.
+        unsafe {
+            if own != up && (own as usize) < MAX_BINS as usize {
+                // A block of the request's own bin that fits.
+                let mut ks = self.medium.bins[own as usize];
+                while ks != 0 {
+                    let k = ks.trailing_zeros() as usize;
+                    ks &= ks - 1;
+                    let s = self.medium.slabs[k];
+                    let a = arena_of(self.superslab_of(s.cast()), s);
+                    if let Some(i) = Arena::find_own(a, want) {
+                        return Some((s, i));
+                    }
+                }
+            }
+            if (up as usize) < MAX_BINS as usize {
+                let m = self.medium.any >> up;
+                if m != 0 {
+                    let bin = up + m.trailing_zeros();
+                    let k = self.medium.bins[bin as usize].trailing_zeros() as usize;
+                    let s = self.medium.slabs[k];
+                    let a = arena_of(self.superslab_of(s.cast()), s);
+                    return Some((s, Arena::best_of_bin(a, bin)));
+                }
+            }
+            if self.medium.overflow == 0 {
+                return None;
+            }
+            // The slabs the index does not hold.
+            let mut s = self.partial[MEDIUM_CLASS as usize];
+            while !s.is_null() {
+                if (*s).inv == NOT_INDEXED {
+                    let ss = self.superslab_of(s.cast());
+                    if let Some((i, _)) = Arena::find(arena_of(ss, s), want) {
+                        return Some((s, i));
+                    }
+                }
+                s = (*s).next;
+            }
+        }
+        None
+    }
+
+    /// Runs `f` on the arena of medium slab `s` and brings the index up
+    /// to date with its bins.
+    ///
+    /// # Safety
+    /// `s` is a medium slab of a live owned SuperSlab; `f` keeps its arena
+    /// valid.
+    #[inline]
+    pub(crate) unsafe fn with_arena<R>(
+        &mut self,
+        s: *mut Slab,
+        f: impl FnOnce(*mut Arena) -> R,
+    ) -> R {
+        // SAFETY: per the caller.
+        unsafe {
+            let a = arena_of(self.superslab_of(s.cast()), s);
+            let old = Arena::bins_mask(a);
+            let r = f(a);
+            let k = (*s).inv;
+            if k != NOT_INDEXED {
+                self.medium.sync(k as usize, old, Arena::bins_mask(a));
+            }
+            r
+        }
+    }
+
+    /// Gives medium slab `s` an index (or counts it as not indexed).
+    ///
+    /// # Safety
+    /// `s` is a new medium slab of a live owned SuperSlab, its arena built.
+    unsafe fn medium_index(&mut self, s: *mut Slab) {
+        let free = !self.medium.used;
+        // SAFETY: per the caller.
+        unsafe {
+            if free == 0 {
+                (*s).inv = NOT_INDEXED;
+                self.medium.overflow += 1;
+                return;
+            }
+            let k = free.trailing_zeros() as usize;
+            (*s).inv = k as u64;
+            self.medium.used |= 1 << k;
+            self.medium.slabs[k] = s;
+            let a = arena_of(self.superslab_of(s.cast()), s);
+            self.medium.sync(k, 0, Arena::bins_mask(a));
+        }
+    }
+
+    /// Takes medium slab `s` out of the index (its units are being given
+    /// back).
+    ///
+    /// # Safety
+    /// `s` is a medium slab of a live owned SuperSlab.
+    pub(crate) unsafe fn medium_unindex(&mut self, s: *mut Slab) {
+        // SAFETY: per the caller.
+        unsafe {
+            let k = (*s).inv;
+            if k == NOT_INDEXED {
+                self.medium.overflow -= 1;
+                return;
+            }
+            let a = arena_of(self.superslab_of(s.cast()), s);
+            self.medium.sync(k as usize, Arena::bins_mask(a), 0);
+            self.medium.used &= !(1 << k);
+            self.medium.slabs[k as usize] = ptr::null_mut();
+        }
+    }
+
+    /// Whether the medium index agrees with the arenas (for `Heap::check`).
+    pub(crate) fn medium_index_ok(&self) -> bool {
+        let mut n = 0usize;
+        let mut s = self.partial[MEDIUM_CLASS as usize];
+        // SAFETY: list members are medium slabs of live owned SuperSlabs.
+        unsafe {
+            while !s.is_null() {
+                let k = (*s).inv;
+                if k == NOT_INDEXED {
+                    n += 1;
+                } else if k as usize >= INDEXED
+                    || self.medium.used >> k & 1 == 0
+                    || self.medium.slabs[k as usize] != s
+                {
+                    return false;
+                }
+                s = (*s).next;
+            }
+            let listed = {
+                let mut c = 0;
+                let mut s = self.partial[MEDIUM_CLASS as usize];
+                while !s.is_null() {
+                    c += 1;
+                    s = (*s).next;
+                }
+                c
+            };
+            n == self.medium.overflow
+                && listed == n + self.medium.used.count_ones() as usize
+                && self
+                    .medium
+                    .check(|s| Arena::bins_mask(arena_of(self.superslab_of(s.cast()), s)))
+        }
+    }
+
+    /// Allocates from the free block `i` of medium slab `s` (as `best_fit`
+    /// found it), counting the block.
+    ///
+    /// # Safety
+    /// `s` is a medium slab of a live owned SuperSlab, `i` a free block of
+    /// its arena that `Arena::find` returned for these `g` and `align`.
+    unsafe fn take_medium_at(
+        &mut self,
+        s: *mut Slab,
+        i: u32,
+        g: u32,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> *mut u8 {
+        let ss = self.superslab_of(s.cast());
+        // SAFETY: per the caller.
+        unsafe {
+            let a = arena_of(ss, s);
+            let (j, _) = self.with_arena(s, |a| Arena::alloc_at(a, i, g, align));
+            self.count_alloc(s);
+            if MOVE_TO_FRONT && self.partial[MEDIUM_CLASS as usize] != s {
+                self.unlink_partial(s);
+                self.link_partial_head(s);
+            }
+            let p = Arena::granule(a, j);
+            #[cfg(feature = "hardened")]
+            SuperSlab::mark_allocated(ss, self.geo.units, p as usize - ss as usize);
+            if zero {
+                ptr::write_bytes(p, 0, size);
+            }
+            p
+        }
+    }
+
     /// Allocates from medium slab `s` of `ss`, counting the block; `None`
     /// if it has no room.
     ///
@@ -791,7 +1142,7 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: per the caller.
         unsafe {
             let a = arena_of(ss, s);
-            let (i, _) = Arena::alloc(a, g, align)?;
+            let (i, _) = self.with_arena(s, |a| Arena::alloc(a, g, align))?;
             self.count_alloc(s);
             if MOVE_TO_FRONT && self.partial[MEDIUM_CLASS as usize] != s {
                 // The slab that served last is tried first next time.
@@ -901,6 +1252,7 @@ impl<P: PageSource> Heap<P> {
             });
             Arena::init(ss, lo, hi - lo, fresh && P::MAPS_ZEROED);
             self.link_partial_head(slab);
+            self.medium_index(slab);
             Some(slab)
         }
     }
@@ -934,7 +1286,7 @@ impl<P: PageSource> Heap<P> {
                 return Err(err(FreeErrorKind::DoubleFree));
             }
             let g = Arena::block_granules(a, i);
-            Arena::free(a, i, g);
+            self.with_arena(slab, |a| Arena::free(a, i, g));
             // Last: counting may empty the SuperSlab and release it.
             self.count_free(slab, 1);
         }
@@ -968,7 +1320,7 @@ impl<P: PageSource> Heap<P> {
                     corrupted(b.cast());
                 };
                 let g = Arena::block_granules(a, i);
-                Arena::free(a, i, g);
+                self.with_arena(slab, |a| Arena::free(a, i, g));
                 n += 1;
                 b = next;
             }
@@ -999,7 +1351,8 @@ impl<P: PageSource> Heap<P> {
             let Some(want) = granules_of(new_size) else {
                 return false;
             };
-            Arena::resize(arena_of(ss, slab), i, g, want).is_some()
+            self.with_arena(slab, |a| Arena::resize(a, i, g, want))
+                .is_some()
         }
     }
 }

@@ -26,6 +26,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use crate::heap::Heap;
+use crate::medium::MEDIUM_CLASS;
 use crate::page_source::PageSource;
 use crate::size_class::{class_size, natural_align};
 use crate::superslab::{find_run, run_mask, SuperSlab};
@@ -327,6 +328,9 @@ impl<P: PageSource> Heap<P> {
     pub(crate) unsafe fn release_slab(&mut self, ss: *mut SuperSlab, slab: *mut Slab) {
         // SAFETY: per the caller.
         unsafe {
+            if (*slab).class == MEDIUM_CLASS {
+                self.medium_unindex(slab);
+            }
             if (*slab).flags & IN_PARTIAL != 0 {
                 self.unlink_partial(slab);
             }

@@ -31,6 +31,7 @@ use core::sync::atomic::Ordering;
 
 use crate::config::Geometry;
 use crate::heap::{Heap, KNOWN, NO_SUPERSLAB};
+use crate::medium::MEDIUM_CLASS;
 use crate::page_source::PageSource;
 use crate::slab::{Slab, IN_PARTIAL, NO_CLASS};
 
@@ -283,6 +284,9 @@ impl<P: PageSource> Heap<P> {
                 if (*slab).class == NO_CLASS {
                     u += 1;
                     continue;
+                }
+                if (*slab).class == MEDIUM_CLASS {
+                    self.medium_unindex(slab);
                 }
                 if (*slab).flags & IN_PARTIAL != 0 {
                     self.unlink_partial(slab);

@@ -191,3 +191,26 @@ fn medium_over_aligned_and_zeroed() {
     }
     assert_eq!(h.stats().held_blocks, 0);
 }
+
+#[test]
+fn the_medium_tier_off_makes_no_medium_slab() {
+    let pages = SimPages::new();
+    let cfg = Config {
+        medium: false,
+        ..Config::SMALL
+    };
+    let mut h = Heap::new(&pages, cfg).unwrap();
+    assert_eq!(h.geometry().medium_max, 0);
+    let v: Vec<*mut u8> = [(0, 1024), (0, 16), (2000, 16), (100, 4096), (20_000, 16)]
+        .into_iter()
+        .map(|(s, a)| h.alloc(s, a))
+        .collect();
+    assert!(v.iter().all(|p| !p.is_null()));
+    let s = h.stats();
+    assert_eq!((s.medium_slabs, s.medium_blocks), (0, 0), "{s}");
+    for p in v {
+        // SAFETY: live blocks of this heap.
+        unsafe { h.dealloc(p).unwrap() };
+    }
+    h.check().unwrap();
+}

@@ -20,7 +20,12 @@ const SIZES: [usize; 4] = [16, 48, 256, 640];
 
 fn config(retain: usize) -> Config {
     let mut c = if cfg!(miri) {
-        Config::SMALL
+        // The large and small tiers as they were designed for: this suite
+        // tests them (tests/medium.rs and the model test cover the medium tier).
+        Config {
+            medium: false,
+            ..Config::SMALL
+        }
     } else {
         Config::DEFAULT
     };
