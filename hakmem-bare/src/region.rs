@@ -34,7 +34,10 @@
 //! page bitmap from a hint below which no page is free, skipping whole runs
 //! of set bits. `unmap` clears the bits, so a range can serve any later
 //! request that fits it, a SuperSlab or a large block spanning several
-//! former SuperSlabs. `contains(addr)` reads one bit.
+//! former SuperSlabs. `contains(addr)` reads one bit. `remap` grows a range
+in place when the pages after it are free (never elsewhere: pages cannot
+move without a copy) and `shrink` gives a range's tail pages back, so a
+large block's `realloc` stays in place whenever its neighbours allow.
 //!
 //! Every pointer handed out is derived from the claimed `start` pointer with
 //! `add` (strict provenance: no integer-to-pointer cast anywhere), and no
@@ -617,6 +620,20 @@ impl FixedRegion {
         }
     }
 
+    /// The first page index and region of the live range starting at
+    /// `addr`, if one does.
+    fn range_of(&self, g: &Inner, addr: usize) -> Option<(usize, usize)> {
+        let shift = self.page_shift;
+        let k = (0..g.count).find(|&k| {
+            let r = &g.regions[k];
+            addr >= r.base.addr() && addr - r.base.addr() < r.pages << shift
+        })?;
+        let (r, _, starts) = g.parts_ref(k);
+        let off = addr - r.base.addr();
+        let i = off >> shift;
+        (off & ((1 << shift) - 1) == 0 && bit(starts, i)).then_some((i, k))
+    }
+
     /// Re-reads the chunk bits of the chunks starting among pages `lo..hi`.
     fn sync_chunks(&self, r: &Region, m: &mut Maps<'_>, lo: usize, hi: usize) {
         let ppc = 1usize << (self.chunk_shift - self.page_shift);
@@ -636,6 +653,10 @@ impl FixedRegion {
 //   writable, valid while the source lives), and the address is aligned as
 //   asked (`find` only tries aligned indices of a page-aligned base);
 // - `MAPS_ZEROED` is false;
+// - `remap` only ever grows a live range in place, over pages whose bits
+//   were clear (so it overlaps nothing), and `shrink` clears the bits of a
+//   live range's tail only: both keep the range one live range starting at
+//   its start bit;
 // - `contains` answers from the bits of live ranges alone, and every range
 //   is whole pages, so it is true exactly inside live ranges; `region_start`
 //   answers from the start bits, set exactly on the first page of each;
@@ -735,6 +756,58 @@ unsafe impl PageSource for FixedRegion {
             "hakmem-bare: unmap of {addr:#x} (+{size} B), which is not a live mapped range"
         );
         g.mapped -= n << shift;
+    }
+
+    const CAN_REMAP: bool = true;
+
+    /// Grows a range in place when the pages after it are free (the pages
+    /// cannot move without a copy, so never elsewhere).
+    unsafe fn remap(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        let _ = align; // the start does not move
+        let mut g = self.inner.borrow_mut();
+        let shift = self.page_shift;
+        let (i, k) = self.range_of(&g, ptr.as_ptr().addr())?;
+        let (n_old, n_new) = (old_size >> shift, new_size.div_ceil(1 << shift));
+        let (r, mut m) = g.parts(k);
+        let hi = i.checked_add(n_new)?;
+        if hi > r.pages || first_with(m.bits, i + n_old, hi, true).is_some() {
+            return None;
+        }
+        fill(m.bits, i + n_old, hi, true);
+        self.sync_chunks(r, &mut m, i + n_old, hi);
+        r.free -= n_new - n_old;
+        if r.low == i + n_old {
+            r.low = hi;
+        }
+        g.mapped += (n_new - n_old) << shift;
+        g.peak = g.peak.max(g.mapped);
+        Some(ptr)
+    }
+
+    unsafe fn shrink(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+        let mut g = self.inner.borrow_mut();
+        let shift = self.page_shift;
+        let Some((i, k)) = self.range_of(&g, ptr.as_ptr().addr()) else {
+            return false;
+        };
+        let (n_old, n_new) = (old_size >> shift, new_size >> shift);
+        if n_new == 0 || n_new >= n_old {
+            return false;
+        }
+        let (r, mut m) = g.parts(k);
+        fill(m.bits, i + n_new, i + n_old, false);
+        self.sync_chunks(r, &mut m, i + n_new, i + n_old);
+        r.free += n_old - n_new;
+        r.low = r.low.min(i + n_new);
+        r.high = r.high.max(i + n_old);
+        g.mapped -= (n_old - n_new) << shift;
+        true
     }
 
     fn contains(&self, addr: usize) -> bool {

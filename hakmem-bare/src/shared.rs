@@ -80,6 +80,7 @@ impl<L: RawLock> SharedRegion<L> {
 unsafe impl<L: RawLock> PageSource for SharedRegion<L> {
     const MAPS_ZEROED: bool = FixedRegion::MAPS_ZEROED;
     const CAN_DECOMMIT: bool = FixedRegion::CAN_DECOMMIT;
+    const CAN_REMAP: bool = FixedRegion::CAN_REMAP;
 
     fn page_size(&self) -> usize {
         self.with(|r| r.page_size())
@@ -90,6 +91,20 @@ unsafe impl<L: RawLock> PageSource for SharedRegion<L> {
     unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded caller contract.
         self.with(|r| unsafe { r.unmap(ptr, size) })
+    }
+    unsafe fn remap(
+        &self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded caller contract.
+        self.with(|r| unsafe { r.remap(ptr, old_size, new_size, align) })
+    }
+    unsafe fn shrink(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+        // SAFETY: forwarded caller contract.
+        self.with(|r| unsafe { r.shrink(ptr, old_size, new_size) })
     }
     fn contains(&self, addr: usize) -> bool {
         self.with(|r| r.contains(addr))

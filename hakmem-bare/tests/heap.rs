@@ -649,3 +649,43 @@ fn threads_share_a_bare_heap() {
     assert!(st.allocs > 1000);
     heap.with(|h| h.core().check().unwrap()).unwrap();
 }
+
+/// Large `realloc` on `FixedRegion`: grows in place while the pages after
+/// the block are free, shrinks in place giving its tail pages back, and
+/// moves (copying) once another block sits right behind it.
+#[test]
+fn large_realloc_grows_and_shrinks_in_place() {
+    let arena = Arena::aligned(128 * KIB, SS);
+    let mut h = heap_over(&arena);
+    let mapped = |h: &LocalHeap| h.stats().region.mapped_bytes;
+    let a = h.alloc(layout(20 * KIB, 16));
+    assert!(!a.is_null());
+    // SAFETY: `a`, then each block realloc returns, is live with the size
+    // last asked for; the old pointer is not used after a move.
+    unsafe {
+        a.write_bytes(0x5a, 20 * KIB);
+        let before = mapped(&h);
+        let g = h.realloc(a, layout(20 * KIB, 16), 40 * KIB);
+        assert_eq!(g, a, "grown in place into the free pages after it");
+        assert_eq!(mapped(&h), before + 20 * KIB);
+        let s = h.realloc(g, layout(40 * KIB, 16), 17 * KIB);
+        assert_eq!(s, a, "shrunk in place");
+        assert_eq!(mapped(&h), before - 3 * KIB, "the tail pages went back");
+        // A second large block right behind the first (first fit from the
+        // bottom: the next free chunk boundary).
+        let b = h.alloc(layout(20 * KIB, 16));
+        assert!(!b.is_null());
+        let m = h.realloc(s, layout(17 * KIB, 16), 40 * KIB);
+        assert!(!m.is_null());
+        assert_ne!(m, a, "no free pages behind it: moved");
+        let bytes = std::slice::from_raw_parts(m, 17 * KIB);
+        assert!(bytes.iter().all(|&x| x == 0x5a), "contents kept");
+        h.core().check().unwrap();
+        h.dealloc(m, layout(40 * KIB, 16));
+        h.dealloc(b, layout(20 * KIB, 16));
+    }
+    h.trim();
+    assert_eq!(mapped(&h), 0);
+    drop(h);
+    arena.check_guards();
+}

@@ -591,6 +591,18 @@ impl<P: PageSource> Heap<P> {
                 return Ok(ptr);
             }
             Live::Large(_, h) if aligned => {
+                let still_large =
+                    new_size > self.geo.max_tiered_size() || align > self.geo.unit_size();
+                // A large block that still needs one shrinks in place where
+                // the source takes its tail pages back.
+                if new_size <= old
+                    && still_large
+                    && P::CAN_REMAP
+                    // SAFETY: `h` is the block's live header.
+                    && unsafe { self.shrink_large(h, new_size) }
+                {
+                    return Ok(ptr);
+                }
                 // A large block stays if the new size still needs a large
                 // block and uses at least half the mapping. Over-aligned
                 // large blocks stay as long as they shrink by at most half.

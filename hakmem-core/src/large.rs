@@ -436,7 +436,14 @@ impl<P: PageSource> Heap<P> {
             }
             let user_off = (*h).user - (*h).base as usize;
             let want = user_off.checked_add(new_size)?;
-            let total = quarter_step(want).checked_next_multiple_of(page)?;
+            // Quarter steps where untouched pages cost address space only
+            // (the cache is on: hosted), exact pages elsewhere.
+            let step = if self.cfg.large_cache != 0 {
+                quarter_step(want)
+            } else {
+                want
+            };
+            let total = step.checked_next_multiple_of(page)?;
             if total > isize::MAX as usize {
                 return None;
             }
@@ -466,6 +473,40 @@ impl<P: PageSource> Heap<P> {
             (*nh).size = new_size;
             Some(base.as_ptr().add(user_off))
         }
+    }
+
+    /// Shrinks an owned large block in place to `new_size`, giving the pages
+    /// past it back to the page source where it can (`PageSource::shrink`).
+    /// Returns false (nothing changed) when another heap owns the block, its
+    /// header is not at its region's start, or the source cannot shrink.
+    ///
+    /// # Safety
+    /// `h` is the live header of a block nobody else uses during the call;
+    /// `new_size` is at most its usable size.
+    pub(crate) unsafe fn shrink_large(&mut self, h: *mut LargeBlock, new_size: usize) -> bool {
+        let page = self.source.page_size();
+        // SAFETY: per the caller.
+        unsafe {
+            if (*h).owner.load(Ordering::Relaxed) != self.id || (*h).base != h.cast::<u8>() {
+                return false;
+            }
+            let user_off = (*h).user - (*h).base as usize;
+            let total = (user_off + new_size.max(1)).next_multiple_of(page);
+            let old = (*h).map_size;
+            if total < old {
+                if !self
+                    .source
+                    .shrink(NonNull::new_unchecked((*h).base), old, total)
+                {
+                    return false;
+                }
+                (*h).map_size = total;
+                self.n.large_mapped = self.n.large_mapped - old + total;
+            }
+            self.n.large_bytes = self.n.large_bytes - (*h).size + new_size;
+            (*h).size = new_size;
+        }
+        true
     }
 
     /// Records a new size for a large block that stays where it is; returns

@@ -93,6 +93,20 @@ pub unsafe trait PageSource {
         None
     }
 
+    /// Shrinks the live region `[ptr, ptr + old_size)` to its first
+    /// `new_size` bytes in place, giving the rest back. `true`: done (the
+    /// region is now `new_size` bytes); `false`: nothing changed. The
+    /// default cannot.
+    ///
+    /// # Safety
+    /// `ptr` and `old_size` are exactly a live region of this source;
+    /// `0 < new_size < old_size` is a multiple of the page size, and nothing
+    /// uses the bytes past `new_size`.
+    unsafe fn shrink(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+        let _ = (ptr, old_size, new_size);
+        false
+    }
+
     /// Whether `addr` lies inside a live region of this source. The heap
     /// asks only about addresses aligned to its SuperSlab size (every region
     /// it maps starts on such a boundary), so a source may answer at that
@@ -141,6 +155,10 @@ unsafe impl<P: PageSource + ?Sized> PageSource for &P {
     ) -> Option<NonNull<u8>> {
         // SAFETY: the caller upholds `remap`'s contract for `P`.
         unsafe { (**self).remap(ptr, old_size, new_size, align) }
+    }
+    unsafe fn shrink(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+        // SAFETY: the caller upholds `shrink`'s contract for `P`.
+        unsafe { (**self).shrink(ptr, old_size, new_size) }
     }
     fn contains(&self, addr: usize) -> bool {
         (**self).contains(addr)
