@@ -35,9 +35,9 @@
 //! of set bits. `unmap` clears the bits, so a range can serve any later
 //! request that fits it, a SuperSlab or a large block spanning several
 //! former SuperSlabs. `contains(addr)` reads one bit. `remap` grows a range
-in place when the pages after it are free (never elsewhere: pages cannot
-move without a copy) and `shrink` gives a range's tail pages back, so a
-large block's `realloc` stays in place whenever its neighbours allow.
+//! in place when the pages after it are free (never elsewhere: pages cannot
+//! move without a copy) and `shrink` gives a range's tail pages back, so a
+//! large block's `realloc` stays in place whenever its neighbours allow.
 //!
 //! Every pointer handed out is derived from the claimed `start` pointer with
 //! `add` (strict provenance: no integer-to-pointer cast anywhere), and no

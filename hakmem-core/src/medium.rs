@@ -10,13 +10,14 @@
 //! refused pointer whose slab is medium takes this module's path.
 //!
 //! ```text
-//! slab units:  | Arena | bins (u32 × nbins) | start bits | free bits | granule 0 | 1 | ... |
+//! slab units:  | Arena | bins (u32 × nbins) | start/free bits | granule 0 | 1 | ... |
 //! ```
 //!
-//! - Every block is a whole number (≥ 2) of 16 B granules. The *start*
-//!   bitmap has a bit on each block's first granule, the *free* bitmap on
-//!   the first **and** last granule of each free block (never inside a held
-//!   one). So a pointer is a held block iff its granule has a start bit and
+//! - Every block is a whole number (≥ 2) of 16 B granules. Two bitmaps,
+//!   interleaved in one array (granule `i`: bits `2i` and `2i + 1`, so a
+//!   block's pair shares a word): the *start* bits mark each block's first
+//!   granule, the *free* bits the first **and** last granule of each free
+//!   block (never inside a held one). So a pointer is a held block iff its granule has a start bit and
 //!   no free bit — exact, without reading the block — and the block before
 //!   granule `i` is free iff granule `i - 1` has a free bit (a free block's
 //!   first granule is never its last: blocks have two granules or more).
@@ -147,6 +148,19 @@ impl MediumIndex {
     }
 }
 
+/// One of the arena's two interleaved bitmaps: granule `i` has its start
+/// bit at `2i` and its free bit at `2i + 1` of one array, so a block's two
+/// bits share a word (one cache line to check or change both).
+#[derive(Clone, Copy)]
+struct Bits {
+    base: *mut AtomicUsize,
+    /// 0: start bits, 1: free bits.
+    which: usize,
+}
+
+/// The start bits of a bitmap word.
+const EVEN: usize = usize::MAX / 3;
+
 /// `Slab::inv` of a medium slab that is not indexed.
 const NOT_INDEXED: u64 = u64::MAX;
 
@@ -220,9 +234,9 @@ const fn meta_bytes(granules: u32) -> usize {
         let l = 31 - granules.leading_zeros();
         8 + (l - 3) * 4 + ((granules >> (l - 2)) & 3) + 1
     };
-    let words = (granules as usize).div_ceil(BITS);
+    let words = (2 * granules as usize).div_ceil(BITS);
     let bitmaps = (BINS_OFFSET + 4 * nbins as usize).next_multiple_of(size_of::<usize>());
-    (bitmaps + 2 * words * size_of::<usize>()).next_multiple_of(GRANULE)
+    (bitmaps + words * size_of::<usize>()).next_multiple_of(GRANULE)
 }
 
 /// Granules an arena of `bytes` (from a granule-aligned start) holds after
@@ -279,7 +293,7 @@ impl Arena {
                 granules,
                 held: 0,
                 nbins,
-                words: granules.div_ceil(BITS as u32),
+                words: (2 * granules).div_ceil(BITS as u32),
                 mask: 0,
             });
             let bins = Self::bins(a);
@@ -287,8 +301,8 @@ impl Arena {
                 bins.add(b).write(NONE);
             }
             if !zeroed {
-                let words = Self::start_bits(a);
-                for w in 0..2 * (*a).words as usize {
+                let words = Self::start_bits(a).base;
+                for w in 0..(*a).words as usize {
                     words.add(w).write(AtomicUsize::new(0));
                 }
             }
@@ -308,20 +322,28 @@ impl Arena {
     /// # Safety
     /// `a` is a live arena.
     #[inline]
-    unsafe fn start_bits(a: *const Arena) -> *mut AtomicUsize {
-        // SAFETY: the bitmaps follow the bins, word-aligned.
+    unsafe fn start_bits(a: *const Arena) -> Bits {
+        // SAFETY: the bitmap follows the bins, word-aligned.
         unsafe {
             let off = (BINS_OFFSET + 4 * (*a).nbins as usize).next_multiple_of(size_of::<usize>());
-            a.cast::<u8>().add(off).cast_mut().cast()
+            Bits {
+                base: a.cast::<u8>().add(off).cast_mut().cast(),
+                which: 0,
+            }
         }
     }
 
     /// # Safety
     /// `a` is a live arena.
     #[inline]
-    unsafe fn free_bits(a: *const Arena) -> *mut AtomicUsize {
-        // SAFETY: the free bitmap follows the start bitmap.
-        unsafe { Self::start_bits(a).add((*a).words as usize) }
+    unsafe fn free_bits(a: *const Arena) -> Bits {
+        // SAFETY: the same bitmap, odd bits.
+        unsafe {
+            Bits {
+                which: 1,
+                ..Self::start_bits(a)
+            }
+        }
     }
 
     /// Address of granule `i`.
@@ -356,58 +378,58 @@ impl Arena {
     }
 
     #[inline]
-    unsafe fn get(bits: *mut AtomicUsize, i: u32) -> bool {
-        let i = i as usize;
+    unsafe fn get(bits: Bits, i: u32) -> bool {
+        let i = 2 * i as usize + bits.which;
         // SAFETY: `i` is below the arena's granules (callers).
-        unsafe { (*bits.add(i / BITS)).load(Ordering::Relaxed) & (1 << (i % BITS)) != 0 }
+        unsafe { (*bits.base.add(i / BITS)).load(Ordering::Relaxed) & (1 << (i % BITS)) != 0 }
     }
 
     #[inline]
-    unsafe fn set(bits: *mut AtomicUsize, i: u32, on: bool) {
-        let i = i as usize;
+    unsafe fn set(bits: Bits, i: u32, on: bool) {
+        let i = 2 * i as usize + bits.which;
         // SAFETY: as `get`; only the owner writes, so load + store is exact.
         unsafe {
-            let w = &*bits.add(i / BITS);
+            let w = &*bits.base.add(i / BITS);
             let v = w.load(Ordering::Relaxed);
             let m = 1usize << (i % BITS);
             w.store(if on { v | m } else { v & !m }, Ordering::Relaxed);
         }
     }
 
-    /// The first set start bit after granule `i`, or `granules`.
+    /// The first start bit after granule `i`, or `granules`.
     ///
     /// # Safety
     /// `a` is a live arena, `i < granules`.
     unsafe fn next_start(a: *const Arena, i: u32) -> u32 {
         // SAFETY: per the caller; words below `words` only.
         unsafe {
-            let bits = Self::start_bits(a);
-            let n = (*a).granules as usize;
-            let mut j = i as usize + 1;
+            let bits = Self::start_bits(a).base;
+            let n = 2 * (*a).granules as usize;
+            let mut j = 2 * (i as usize + 1);
             while j < n {
-                let w = (*bits.add(j / BITS)).load(Ordering::Relaxed) >> (j % BITS);
+                let w = ((*bits.add(j / BITS)).load(Ordering::Relaxed) & EVEN) >> (j % BITS);
                 if w != 0 {
                     let k = j + w.trailing_zeros() as usize;
-                    return k.min(n) as u32;
+                    return (k.min(n) / 2) as u32;
                 }
                 j = (j / BITS + 1) * BITS;
             }
-            n as u32
+            (n / 2) as u32
         }
     }
 
-    /// The last set start bit at or before granule `i`.
+    /// The last start bit at or before granule `i`.
     ///
     /// # Safety
     /// `a` is a live arena, `i < granules`.
     unsafe fn prev_start(a: *const Arena, i: u32) -> u32 {
         // SAFETY: per the caller; granule 0 always starts a block.
         unsafe {
-            let bits = Self::start_bits(a);
-            let mut j = i as usize;
+            let bits = Self::start_bits(a).base;
+            let mut j = 2 * i as usize;
             loop {
                 let b = j % BITS;
-                let w = (*bits.add(j / BITS)).load(Ordering::Relaxed);
+                let w = (*bits.add(j / BITS)).load(Ordering::Relaxed) & EVEN;
                 let m = if b == BITS - 1 {
                     !0
                 } else {
@@ -415,7 +437,8 @@ impl Arena {
                 };
                 let x = w & m;
                 if x != 0 {
-                    return ((j / BITS) * BITS + (BITS - 1 - x.leading_zeros() as usize)) as u32;
+                    let k = (j / BITS) * BITS + (BITS - 1 - x.leading_zeros() as usize);
+                    return (k / 2) as u32;
                 }
                 if j < BITS {
                     return 0;
