@@ -72,12 +72,10 @@ const NONE: u32 = u32::MAX;
 const BITS: usize = usize::BITS as usize;
 /// Free-list heads per arena at most (fits the `u128` of non-empty bins).
 const MAX_BINS: u32 = 128;
-/// How many blocks of the request's own bin are tried when no larger bin
-/// has one.
+/// How many blocks of a larger bin are compared for the best fit.
+const BEST_SCAN: usize = 4;
+/// How many blocks of the request's own bin are tried for one that fits.
 const BIN_SCAN: usize = 32;
-
-/// Whether the medium slab that served last is tried first next time.
-const MOVE_TO_FRONT: bool = true;
 
 /// Medium slabs the heap indexes by their non-empty bins (more are found
 /// by a walk of the medium list).
@@ -648,7 +646,7 @@ impl Arena {
             let mut best = i;
             let mut best_size = u32::MAX;
             let mut tries = 0;
-            while i != NONE && tries < BIN_SCAN {
+            while i != NONE && tries < BEST_SCAN {
                 let h = Self::header(a, i);
                 if (*h).size < best_size {
                     best = i;
@@ -886,9 +884,9 @@ impl Arena {
 
 impl<P: PageSource> Heap<P> {
     /// Serves `size` bytes at `align` (a power of two, at least 16) from a
-    /// medium slab: an existing one with room (the one that served last is
-    /// tried first), else a new one carved from free units, else one in a
-    /// new SuperSlab. Null when none can be had (nothing changed).
+    /// medium slab: the best fit over the existing ones (`best_fit`), else
+    /// a new one carved from free units, else one in a new SuperSlab. Null
+    /// when none can be had (nothing changed).
     #[cold]
     pub(crate) fn alloc_medium(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         let Some(g) = granules_of(size) else {
@@ -1134,10 +1132,6 @@ impl<P: PageSource> Heap<P> {
             let a = arena_of(ss, s);
             let (j, _) = self.with_arena(s, |a| Arena::alloc_at(a, i, g, align));
             self.count_alloc(s);
-            if MOVE_TO_FRONT && self.partial[MEDIUM_CLASS as usize] != s {
-                self.unlink_partial(s);
-                self.link_partial_head(s);
-            }
             let p = Arena::granule(a, j);
             #[cfg(feature = "hardened")]
             SuperSlab::mark_allocated(ss, self.geo.units, p as usize - ss as usize);
@@ -1167,11 +1161,6 @@ impl<P: PageSource> Heap<P> {
             let a = arena_of(ss, s);
             let (i, _) = self.with_arena(s, |a| Arena::alloc(a, g, align))?;
             self.count_alloc(s);
-            if MOVE_TO_FRONT && self.partial[MEDIUM_CLASS as usize] != s {
-                // The slab that served last is tried first next time.
-                self.unlink_partial(s);
-                self.link_partial_head(s);
-            }
             let p = Arena::granule(a, i);
             #[cfg(feature = "hardened")]
             SuperSlab::mark_allocated(ss, self.geo.units, p as usize - ss as usize);
