@@ -256,7 +256,7 @@ impl<P: PageSource> Heap<P> {
             return ptr::null_mut();
         }
         let align = align.max(MIN_ALIGN);
-        if align <= self.geo.unit_size() {
+        if align <= self.geo.unit_size() && self.geo.slab_classes != 0 {
             if let Some(c) = class_for(size, align) {
                 if c < self.geo.slab_classes {
                     return self.alloc_class(c, zero);

@@ -75,7 +75,7 @@ const MAX_BINS: u32 = 128;
 /// How many blocks of a larger bin are compared for the best fit.
 const BEST_SCAN: usize = 4;
 /// How many blocks of the request's own bin are tried for one that fits.
-const BIN_SCAN: usize = 32;
+const BIN_SCAN: usize = 8;
 
 /// Medium slabs the heap indexes by their non-empty bins (more are found
 /// by a walk of the medium list).
