@@ -77,22 +77,31 @@ const BEST_SCAN: usize = 4;
 /// How many blocks of the request's own bin are tried for one that fits.
 const BIN_SCAN: usize = 8;
 
+/// A set of indexed medium slabs: 64 on 64-bit targets, 16 on smaller
+/// ones (whose heaps are small, and whose RAM is: the index is then 256 B
+/// of masks instead of 1 KiB).
+#[cfg(target_pointer_width = "64")]
+type SlabSet = u64;
+/// A set of indexed medium slabs (see the 64-bit definition).
+#[cfg(not(target_pointer_width = "64"))]
+type SlabSet = u16;
+
 /// Medium slabs the heap indexes by their non-empty bins (more are found
 /// by a walk of the medium list).
-pub(crate) const INDEXED: usize = 64;
+pub(crate) const INDEXED: usize = SlabSet::BITS as usize;
 
 /// The heap's index of its medium slabs: for each bin, which indexed slabs
 /// have a free block there, so the best fit over every arena is a few bit
 /// searches, not a look at each arena.
 pub(crate) struct MediumIndex {
     /// Per bin: bit `k` set iff indexed slab `k` has a block in that bin.
-    bins: [u64; MAX_BINS as usize],
+    bins: [SlabSet; MAX_BINS as usize],
     /// Bins with a block in some indexed slab.
     any: u128,
     /// Indexed slabs, by index.
     slabs: [*mut Slab; INDEXED],
     /// Indices in use.
-    used: u64,
+    used: SlabSet,
     /// Medium slabs not indexed (all indices were taken when they were made).
     pub overflow: usize,
 }
@@ -132,7 +141,7 @@ impl MediumIndex {
     /// The indexed slabs are medium slabs of live SuperSlabs.
     pub unsafe fn check(&self, mask_of: impl Fn(*mut Slab) -> u128) -> bool {
         for b in 0..MAX_BINS as usize {
-            let mut want = 0u64;
+            let mut want: SlabSet = 0;
             for k in 0..INDEXED {
                 if self.used >> k & 1 != 0 && mask_of(self.slabs[k]) >> b & 1 != 0 {
                     want |= 1 << k;
