@@ -140,18 +140,20 @@ impl MediumIndex {
     /// # Safety
     /// The indexed slabs are medium slabs of live SuperSlabs.
     pub unsafe fn check(&self, mask_of: impl Fn(*mut Slab) -> u128) -> bool {
-        for b in 0..MAX_BINS as usize {
-            let mut want: SlabSet = 0;
-            for k in 0..INDEXED {
-                if self.used >> k & 1 != 0 && mask_of(self.slabs[k]) >> b & 1 != 0 {
-                    want |= 1 << k;
-                }
+        let mut want: [SlabSet; MAX_BINS as usize] = [0; MAX_BINS as usize];
+        for k in 0..INDEXED {
+            if self.used >> k & 1 == 0 {
+                continue;
             }
-            if self.bins[b] != want || (self.any >> b & 1 != 0) != (want != 0) {
-                return false;
+            let mut m = mask_of(self.slabs[k]);
+            while m != 0 {
+                let b = m.trailing_zeros() as usize;
+                m &= m - 1;
+                want[b] |= 1 << k;
             }
         }
-        true
+        (0..MAX_BINS as usize)
+            .all(|b| self.bins[b] == want[b] && (self.any >> b & 1 != 0) == (want[b] != 0))
     }
 }
 
