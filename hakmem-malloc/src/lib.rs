@@ -7,6 +7,7 @@
 //! `mallinfo2`, `mallinfo`, `malloc_stats`) call `hakmem_std::c_api`. Being a crate of its
 //! own, a Rust program that depends on hakmem-std never gets its `malloc`
 //! replaced by accident.
+#![deny(missing_docs)]
 
 // libhakmem.so replaces glibc's (or musl's) malloc by symbol interposition:
 // glibc's introspection calls, `__errno_location`, `.init_array`. macOS

@@ -344,7 +344,7 @@ unsafe impl PageSource for LinuxPages {
         Self::count(&self.decommit_failures, r);
     }
 
-    /// A fresh anonymous mapping over the range ([`map_fresh_in_place`])
+    /// A fresh anonymous mapping over the range (`map_fresh_in_place`)
     /// on macOS and FreeBSD, whose `madvise` does not promise zeroes.
     #[cfg(not(target_os = "linux"))]
     unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
