@@ -7,6 +7,8 @@
 #   runner for the last two here, so they are checked and linted (clippy),
 #   not run. 32-bit Linux and Windows must stop with hakmem-std's one
 #   compile_error, and hakmem-malloc with its Linux-only one on macOS;
+# - the code hakmem-std builds for macOS and FreeBSD, built and tested on
+#   Linux (HAKMEM_STD_PORTABLE=1: see hakmem-std/build.rs);
 # - the docs of each published crate, built as docs.rs builds them (the
 #   features and targets of its [package.metadata.docs.rs]), with
 #   RUSTDOCFLAGS="-D warnings" (missing_docs is denied in every crate);
@@ -70,6 +72,16 @@ for t in i686-unknown-linux-gnu x86_64-pc-windows-gnu; do
   expect_one_error hakmem-std "$t" 'hakmem-std supports 64-bit Linux, macOS and FreeBSD only'
   cargo check -p hakmem-core --target "$t"
 done
+
+step "hakmem-std's macOS/FreeBSD code run on Linux: HAKMEM_STD_PORTABLE=1, its tests and hakmem-tests"
+# build.rs then leaves out the Linux-only calls (madvise, mremap,
+# membarrier, /proc/self/environ): the MAP_FIXED decommit, the copy on
+# large growth, the fenced owner/visitor protocol and the getenv reader
+# are what these tests exercise, RSS checks included. Not covered: the
+# macOS/FreeBSD kernels themselves, atexit, 16 KiB pages.
+HAKMEM_STD_PORTABLE=1 CARGO_TARGET_DIR=target/portable \
+  cargo clippy -p hakmem-std -p hakmem-tests --all-targets -- -D warnings
+HAKMEM_STD_PORTABLE=1 CARGO_TARGET_DIR=target/portable cargo test -p hakmem-std -p hakmem-tests
 
 step "docs of each published crate as docs.rs builds them, RUSTDOCFLAGS=-D warnings"
 # One line per (crate, target, features) from [package.metadata.docs.rs];

@@ -112,7 +112,7 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
 
 /// Every variable [`Config::apply`] knows, for systems where they are
 /// asked for by name (`getenv`). A test checks the two agree.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+#[cfg_attr(hakmem_std_linux, allow(dead_code))]
 const VARS: [&core::ffi::CStr; 6] = [
     c"HAKMEM_RETAIN",
     c"HAKMEM_LARGE_CACHE",
@@ -124,7 +124,7 @@ const VARS: [&core::ffi::CStr; 6] = [
 
 /// Calls `f(name_without_prefix, value)` for each variable of [`VARS`] that
 /// is set, through `getenv` (no `/proc/self/environ` on these systems).
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(hakmem_std_linux))]
 fn for_each_var(f: impl FnMut(&[u8], &[u8])) {
     for_each_getenv(&VARS, f);
 }
@@ -132,7 +132,7 @@ fn for_each_var(f: impl FnMut(&[u8], &[u8])) {
 /// Calls `f(name_without_prefix, value)` for each of `vars` (all starting
 /// `HAKMEM_`) that `getenv` finds. The reader of macOS and FreeBSD; built
 /// on Linux too, where a test runs it.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+#[cfg_attr(hakmem_std_linux, allow(dead_code))]
 fn for_each_getenv(vars: &[&core::ffi::CStr], mut f: impl FnMut(&[u8], &[u8])) {
     use core::ffi::{c_char, CStr};
     extern "C" {
@@ -155,7 +155,7 @@ fn for_each_getenv(vars: &[&core::ffi::CStr], mut f: impl FnMut(&[u8], &[u8])) {
 
 /// Calls `f(name_without_prefix, value)` for each `HAKMEM_*` variable whose
 /// entry fits in 128 bytes, reading `/proc/self/environ` without allocating.
-#[cfg(target_os = "linux")]
+#[cfg(hakmem_std_linux)]
 fn for_each_var(mut f: impl FnMut(&[u8], &[u8])) {
     const PREFIX: &[u8] = b"HAKMEM_";
     let Ok(fd) = rustix::fs::open(

@@ -51,7 +51,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use hakmem_core::PageSource;
-#[cfg(target_os = "linux")]
+#[cfg(hakmem_std_linux)]
 use rustix::mm::{madvise, mremap, mremap_fixed, Advice, MremapFlags};
 use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
@@ -228,7 +228,7 @@ impl LinuxPages {
 /// # Safety
 /// The range is page-aligned, inside a live read-write private anonymous
 /// mapping of ours, and nobody relies on its bytes.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+#[cfg_attr(hakmem_std_linux, allow(dead_code))]
 unsafe fn map_fresh_in_place(ptr: NonNull<u8>, size: usize) -> rustix::io::Result<()> {
     // SAFETY: per the caller; replacing the range with a mapping of the same
     // kind and protection changes nothing else.
@@ -291,12 +291,12 @@ unsafe impl PageSource for LinuxPages {
         unsafe { self.unmap_raw(ptr.as_ptr() as usize, size) };
     }
 
-    const CAN_REMAP: bool = cfg!(target_os = "linux");
+    const CAN_REMAP: bool = cfg!(hakmem_std_linux);
 
     /// `mremap` in place when the address space after the region is free,
     /// else onto a fresh aligned mapping with `MREMAP_FIXED` (the pages
     /// move, nothing is copied). Linux only (`CAN_REMAP` is false elsewhere).
-    #[cfg(target_os = "linux")]
+    #[cfg(hakmem_std_linux)]
     unsafe fn remap(
         &self,
         ptr: NonNull<u8>,
@@ -337,7 +337,7 @@ unsafe impl PageSource for LinuxPages {
     }
 
     /// `madvise(MADV_DONTNEED)` on Linux.
-    #[cfg(target_os = "linux")]
+    #[cfg(hakmem_std_linux)]
     unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: per the contract, nobody relies on these bytes.
         let r = unsafe { madvise(ptr.as_ptr().cast(), size, Advice::LinuxDontNeed) };
@@ -346,7 +346,7 @@ unsafe impl PageSource for LinuxPages {
 
     /// A fresh anonymous mapping over the range (`map_fresh_in_place`)
     /// on macOS and FreeBSD, whose `madvise` does not promise zeroes.
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(hakmem_std_linux))]
     unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: per the contract.
         let r = unsafe { map_fresh_in_place(ptr, size) };
@@ -395,7 +395,12 @@ mod tests {
         extern "C" {
             fn sysconf(name: i32) -> i64;
         }
+        #[cfg(target_os = "linux")]
         const SC_PAGESIZE: i32 = 30;
+        #[cfg(target_os = "macos")]
+        const SC_PAGESIZE: i32 = 29;
+        #[cfg(target_os = "freebsd")]
+        const SC_PAGESIZE: i32 = 47;
         // SAFETY: sysconf has no preconditions.
         let sys = unsafe { sysconf(SC_PAGESIZE) } as usize;
         assert_eq!(page_size(), sys);
