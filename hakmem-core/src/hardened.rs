@@ -8,20 +8,24 @@
 //! own, and the bytes between the request and the tail word are slack:
 //!
 //! ```text
-//! held:  | user data (n) | FILL ... FILL | tail = key(block) ^ n    |
-//! free:  | next | tag | FILL .... FILL  | tail = key(block) ^ FREE |
+//! held:  | user data (n) | FILL × ≤16 | (slack) | tail = key(block) ^ n    |
+//! free:  | next | tag | FILL up to byte 64 | ...  | tail = key(block) ^ FREE |
 //! ```
 //!
 //! - **Overflow** (free, `realloc`, `malloc_usable_size`): the tail word must
-//!   decode to a size that fits and the slack must still be `FILL`; a write
-//!   past the request breaks one or the other.
+//!   decode to a size that fits and the first 16 bytes of slack (all of it
+//!   where there is less) must still be `FILL`; a write past the request
+//!   breaks one or the other.
 //! - **Underflow** (free): the tail word of the block just below (the
 //!   previous block of the same slab) must decode to a held or a free block;
 //!   a write before the block's start lands there first.
 //! - **Write after free** (reuse): a freed block is filled with `FILL` from
-//!   byte 16 to its tail word, which says `FREE`; the allocation that takes it
-//!   again checks both, and the free-list link (`next`) must be null or a
-//!   carved block of the same slab (a poisoned link never gets followed).
+//!   byte 16 to byte 64 (or its tail word), and its tail word says `FREE`; the
+//!   allocation that takes it again checks both, and the free-list link
+//!   (`next`) must be null or a carved block of the same slab (a poisoned
+//!   link never gets followed). The window is bounded so that the cost does
+//!   not grow with the block: a write after free beyond byte 64 of a block
+//!   of more than 72 bytes is not seen.
 //!
 //! Large blocks carry a canary word just below the user pointer (in the
 //! header's padding) and 16 bytes of `FILL` just past the request, checked
@@ -65,8 +69,99 @@ pub(crate) fn padded(n: usize) -> Option<usize> {
 /// addresses).
 #[inline(always)]
 fn key(addr: usize) -> u64 {
-    let x = (addr as u64) ^ 0x2545_f491_4f6c_dd1d;
-    (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1 << 63
+    // One multiplication by an odd constant (a bijection: neighbours never
+    // share a key), the top bit set so that a held size never decodes as
+    // FREE.
+    ((addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491_4f6c_dd1d) | 1 << 63
+}
+
+/// Bytes of slack checked past a request (any contiguous overflow writes
+/// its first byte): at most this many, fewer where the class leaves less.
+const SLACK_CHECKED: usize = 16;
+/// Freed blocks are poisoned from byte 16 up to this offset (or their tail
+/// word): a bounded window, so freeing and reusing a large block costs a
+/// few stores and loads, not a pass over the block.
+const POISON_END: usize = 64;
+
+/// Writes [`FILL`] over `[at, at + len)` of `b`, `len <= 16`, with at most
+/// two overlapping stores (no loop, so no `memset` call).
+///
+/// # Safety
+/// The range lies inside a block the caller may write.
+#[inline(always)]
+unsafe fn fill16(b: *mut u8, at: usize, len: usize) {
+    // SAFETY: per the caller; every store lies inside the range.
+    unsafe {
+        let p = b.add(at);
+        if len >= 8 {
+            p.cast::<u64>().write_unaligned(FILL_WORD);
+            p.add(len - 8).cast::<u64>().write_unaligned(FILL_WORD);
+        } else if len >= 4 {
+            p.cast::<u32>().write_unaligned(FILL_WORD as u32);
+            p.add(len - 4)
+                .cast::<u32>()
+                .write_unaligned(FILL_WORD as u32);
+        } else {
+            for i in 0..len {
+                *p.add(i) = FILL;
+            }
+        }
+    }
+}
+
+/// Whether `[at, at + len)` of `b` is all [`FILL`], `len <= 16`.
+///
+/// # Safety
+/// The range lies inside a block the caller may read.
+#[inline(always)]
+unsafe fn filled16(b: *const u8, at: usize, len: usize) -> bool {
+    // SAFETY: per the caller; every load lies inside the range.
+    unsafe {
+        let p = b.add(at);
+        if len >= 8 {
+            p.cast::<u64>().read_unaligned() == FILL_WORD
+                && p.add(len - 8).cast::<u64>().read_unaligned() == FILL_WORD
+        } else if len >= 4 {
+            p.cast::<u32>().read_unaligned() == FILL_WORD as u32
+                && p.add(len - 4).cast::<u32>().read_unaligned() == FILL_WORD as u32
+        } else {
+            (0..len).all(|i| *p.add(i) == FILL)
+        }
+    }
+}
+
+/// Writes [`FILL`] over `[from, to)` of `b`, at most 48 bytes.
+///
+/// # Safety
+/// As [`fill16`].
+#[inline(always)]
+unsafe fn fill(b: *mut u8, from: usize, to: usize) {
+    let len = to - from;
+    // SAFETY: per the caller, in pieces of at most 16 bytes.
+    unsafe {
+        fill16(b, from, len.min(16));
+        if len > 16 {
+            fill16(b, from + 16, (len - 16).min(16));
+        }
+        if len > 32 {
+            fill16(b, from + 32, len - 32);
+        }
+    }
+}
+
+/// Whether `[from, to)` of `b` is all [`FILL`], at most 48 bytes.
+///
+/// # Safety
+/// As [`filled16`].
+#[inline(always)]
+unsafe fn filled(b: *const u8, from: usize, to: usize) -> bool {
+    let len = to - from;
+    // SAFETY: per the caller, in pieces of at most 16 bytes.
+    unsafe {
+        filled16(b, from, len.min(16))
+            && (len <= 16 || filled16(b, from + 16, (len - 16).min(16)))
+            && (len <= 32 || filled16(b, from + 32, len - 32))
+    }
 }
 
 /// The tail word of the block at `b` of `size` bytes.
@@ -80,33 +175,8 @@ unsafe fn tail<'a>(b: *mut u8, size: usize) -> &'a AtomicU64 {
     unsafe { AtomicU64::from_ptr(b.add(size - 8).cast::<u64>()) }
 }
 
-/// Whether `[from, to)` of `b` is all [`FILL`].
-///
-/// # Safety
-/// The range lies inside a block the caller may read.
-#[inline(always)]
-unsafe fn filled(b: *const u8, from: usize, to: usize) -> bool {
-    // SAFETY: per the caller; word reads are unaligned-safe.
-    unsafe {
-        let mut i = from;
-        while i + 8 <= to {
-            if b.add(i).cast::<u64>().read_unaligned() != FILL_WORD {
-                return false;
-            }
-            i += 8;
-        }
-        while i < to {
-            if *b.add(i) != FILL {
-                return false;
-            }
-            i += 1;
-        }
-    }
-    true
-}
-
-/// Arms a small block just handed out for a request of `n` bytes: slack
-/// filled, the size in the tail word.
+/// Arms a small block just handed out for a request of `n` bytes: the
+/// first [`SLACK_CHECKED`] bytes of slack filled, the size in the tail word.
 ///
 /// # Safety
 /// `b` is a block of `size` bytes the caller just allocated, `n + 8 <= size`.
@@ -114,7 +184,7 @@ unsafe fn filled(b: *const u8, from: usize, to: usize) -> bool {
 pub(crate) unsafe fn arm(b: *mut u8, n: usize, size: usize) {
     // SAFETY: per the caller.
     unsafe {
-        ptr::write_bytes(b.add(n), FILL, size - 8 - n);
+        fill(b, n, (n + SLACK_CHECKED).min(size - 8));
         tail(b, size).store(key(b as usize) ^ n as u64, Ordering::Relaxed);
     }
 }
@@ -132,10 +202,14 @@ pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErr
         if n == FREE {
             return Err(FreeErrorKind::DoubleFree);
         }
-        if n > (size - 8) as u64 || !filled(b, n as usize, size - 8) {
+        if n > (size - 8) as u64 {
             return Err(FreeErrorKind::Overflow);
         }
-        Ok(n as usize)
+        let n = n as usize;
+        if !filled(b, n, (n + SLACK_CHECKED).min(size - 8)) {
+            return Err(FreeErrorKind::Overflow);
+        }
+        Ok(n)
     }
 }
 
@@ -168,8 +242,7 @@ unsafe fn check_below(
 }
 
 /// All the checks of a small free, before anything changes: the block is
-/// held (the bitmap), its slack intact and the block below intact. Returns
-/// the request size.
+/// held (the bitmap), its slack intact and the block below intact.
 ///
 /// # Safety
 /// `b` is a carved block start of `slab` in the live SuperSlab `ss`.
@@ -179,30 +252,28 @@ pub(crate) unsafe fn check_free(
     slab: *const Slab,
     units: u8,
     b: *mut u8,
-) -> Result<usize, FreeErrorKind> {
+) -> Result<(), FreeErrorKind> {
     // SAFETY: per the caller.
     unsafe {
         if !SuperSlab::is_allocated(ss, units, b as usize - ss as usize) {
             return Err(FreeErrorKind::DoubleFree);
         }
-        let n = held_size(b, (*slab).size as usize)?;
-        check_below(ss, slab, b)?;
-        Ok(n)
+        held_size(b, (*slab).size as usize)?;
+        check_below(ss, slab, b)
     }
 }
 
-/// Poisons a small block being freed: its bytes from 16 to the tail word
-/// filled, the tail word set to `FREE`. (Bytes 0..16 are the link and tag.)
+/// Poisons a small block being freed: its bytes from 16 to [`POISON_END`]
+/// (or its tail word) filled, the tail word set to `FREE`. (Bytes 0..16 are
+/// the link and tag.)
 ///
 /// # Safety
-/// `b` is a block of `size` bytes being freed, `n` its request size.
+/// `b` is a block of `size` bytes being freed.
 #[inline(always)]
-pub(crate) unsafe fn poison(b: *mut u8, n: usize, size: usize) {
-    // SAFETY: per the caller; `arm` filled `[n, size - 8)` already.
+pub(crate) unsafe fn poison(b: *mut u8, size: usize) {
+    // SAFETY: per the caller.
     unsafe {
-        if n > 16 {
-            ptr::write_bytes(b.add(16), FILL, n - 16);
-        }
+        fill(b, 16, POISON_END.min(size - 8));
         tail(b, size).store(key(b as usize) ^ FREE, Ordering::Relaxed);
     }
 }
@@ -220,7 +291,7 @@ pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut 
         let size = (*slab).size as usize;
         let p = b.cast::<u8>();
         if tail(p, size).load(Ordering::Relaxed) != key(p as usize) ^ FREE
-            || !filled(p, 16, size - 8)
+            || !filled(p, 16, POISON_END.min(size - 8))
         {
             return false;
         }

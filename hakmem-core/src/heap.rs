@@ -463,10 +463,9 @@ impl<P: PageSource> Heap<P> {
             }
             let b = ptr.cast::<Block>();
             #[cfg(feature = "hardened")]
-            let n = match crate::hardened::check_free(ss, slab, self.geo.units, ptr) {
-                Ok(n) => n,
-                Err(kind) => return Err(FreeError { ptr: p, kind }),
-            };
+            if let Err(kind) = crate::hardened::check_free(ss, slab, self.geo.units, ptr) {
+                return Err(FreeError { ptr: p, kind });
+            }
             #[cfg(feature = "hardened")]
             SuperSlab::mark_free(ss, self.geo.units, p - ss as usize);
             #[cfg(not(feature = "hardened"))]
@@ -479,7 +478,7 @@ impl<P: PageSource> Heap<P> {
             (*b).tag = free_tag(ptr);
             (*b).next = (*slab).free;
             #[cfg(feature = "hardened")]
-            crate::hardened::poison(ptr, n, (*slab).size as usize);
+            crate::hardened::poison(ptr, (*slab).size as usize);
             (*slab).free = b;
             if (*slab).flags & IN_PARTIAL == 0 {
                 self.link_partial_tail(slab);

@@ -162,13 +162,12 @@ unsafe fn mark_freed(
     unsafe {
         #[cfg(feature = "hardened")]
         {
-            let n =
-                crate::hardened::check_free(ss, slab, units, ptr).map_err(|kind| FreeError {
-                    ptr: ptr as usize,
-                    kind,
-                })?;
+            crate::hardened::check_free(ss, slab, units, ptr).map_err(|kind| FreeError {
+                ptr: ptr as usize,
+                kind,
+            })?;
             SuperSlab::mark_free(ss, units, ptr as usize - ss as usize);
-            crate::hardened::poison(ptr, n, (*slab).size as usize);
+            crate::hardened::poison(ptr, (*slab).size as usize);
         }
         #[cfg(not(feature = "hardened"))]
         if (*b).tag == free_tag(ptr) {
