@@ -8,24 +8,24 @@
 //! own, and the bytes between the request and the tail word are slack:
 //!
 //! ```text
-//! held:  | user data (n) | FILL × ≤16 | (slack) | tail = key(block) ^ n    |
-//! free:  | next | tag | FILL up to byte 64 | ...  | tail = key(block) ^ FREE |
+//! held:  | user data (n) | FILL × ≤ 8 | (slack) | tail = key(block) ^ n    |
+//! free:  | next | tag | FILL × 8 | ...            | tail = key(block) ^ FREE |
 //! ```
 //!
 //! - **Overflow** (free, `realloc`, `malloc_usable_size`): the tail word must
-//!   decode to a size that fits and the first 16 bytes of slack (all of it
-//!   where there is less) must still be `FILL`; a write past the request
-//!   breaks one or the other.
+//!   decode to a size that fits and the first 8 bytes of slack (all of it
+//!   where there is less) must still be `FILL`; a contiguous write past the
+//!   request breaks one or the other.
 //! - **Underflow** (free): the tail word of the block just below (the
 //!   previous block of the same slab) must decode to a held or a free block;
 //!   a write before the block's start lands there first.
-//! - **Write after free** (reuse): a freed block is filled with `FILL` from
-//!   byte 16 to byte 64 (or its tail word), and its tail word says `FREE`; the
-//!   allocation that takes it again checks both, and the free-list link
-//!   (`next`) must be null or a carved block of the same slab (a poisoned
-//!   link never gets followed). The window is bounded so that the cost does
-//!   not grow with the block: a write after free beyond byte 64 of a block
-//!   of more than 72 bytes is not seen.
+//! - **Write after free** (reuse): a freed block's third word is `FILL`
+//!   and its tail word says `FREE`; the allocation that takes it again checks
+//!   both and the tag, and the free-list link (`next`) must be null or a
+//!   carved block of the same slab (a poisoned link is never followed). So
+//!   the first 24 bytes and the last 8 of a freed block are watched; a write
+//!   after free elsewhere in a block larger than 32 bytes is not seen (a
+//!   fixed cost per operation, whatever the block's size).
 //!
 //! Large blocks carry a canary word just below the user pointer (in the
 //! header's padding) and 16 bytes of `FILL` just past the request, checked
@@ -75,92 +75,22 @@ fn key(addr: usize) -> u64 {
     ((addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491_4f6c_dd1d) | 1 << 63
 }
 
-/// Bytes of slack checked past a request (any contiguous overflow writes
-/// its first byte): at most this many, fewer where the class leaves less.
-const SLACK_CHECKED: usize = 16;
-/// Freed blocks are poisoned from byte 16 up to this offset (or their tail
-/// word): a bounded window, so freeing and reusing a large block costs a
-/// few stores and loads, not a pass over the block.
-const POISON_END: usize = 64;
+/// Offset of the poisoned word of a free block (after its link and tag).
+const POISON_AT: usize = 16;
 
-/// Writes [`FILL`] over `[at, at + len)` of `b`, `len <= 16`, with at most
-/// two overlapping stores (no loop, so no `memset` call).
-///
-/// # Safety
-/// The range lies inside a block the caller may write.
+/// The slack word of a block of `size` bytes holding `n`: where it starts
+/// and which of its bytes are slack (the mask, in memory order). Up to 8
+/// bytes of slack right after the request; where the class leaves fewer,
+/// the word just below the tail word, whose top bytes are the slack.
 #[inline(always)]
-unsafe fn fill16(b: *mut u8, at: usize, len: usize) {
-    // SAFETY: per the caller; every store lies inside the range.
-    unsafe {
-        let p = b.add(at);
-        if len >= 8 {
-            p.cast::<u64>().write_unaligned(FILL_WORD);
-            p.add(len - 8).cast::<u64>().write_unaligned(FILL_WORD);
-        } else if len >= 4 {
-            p.cast::<u32>().write_unaligned(FILL_WORD as u32);
-            p.add(len - 4)
-                .cast::<u32>()
-                .write_unaligned(FILL_WORD as u32);
-        } else {
-            for i in 0..len {
-                *p.add(i) = FILL;
-            }
-        }
-    }
-}
-
-/// Whether `[at, at + len)` of `b` is all [`FILL`], `len <= 16`.
-///
-/// # Safety
-/// The range lies inside a block the caller may read.
-#[inline(always)]
-unsafe fn filled16(b: *const u8, at: usize, len: usize) -> bool {
-    // SAFETY: per the caller; every load lies inside the range.
-    unsafe {
-        let p = b.add(at);
-        if len >= 8 {
-            p.cast::<u64>().read_unaligned() == FILL_WORD
-                && p.add(len - 8).cast::<u64>().read_unaligned() == FILL_WORD
-        } else if len >= 4 {
-            p.cast::<u32>().read_unaligned() == FILL_WORD as u32
-                && p.add(len - 4).cast::<u32>().read_unaligned() == FILL_WORD as u32
-        } else {
-            (0..len).all(|i| *p.add(i) == FILL)
-        }
-    }
-}
-
-/// Writes [`FILL`] over `[from, to)` of `b`, at most 48 bytes.
-///
-/// # Safety
-/// As [`fill16`].
-#[inline(always)]
-unsafe fn fill(b: *mut u8, from: usize, to: usize) {
-    let len = to - from;
-    // SAFETY: per the caller, in pieces of at most 16 bytes.
-    unsafe {
-        fill16(b, from, len.min(16));
-        if len > 16 {
-            fill16(b, from + 16, (len - 16).min(16));
-        }
-        if len > 32 {
-            fill16(b, from + 32, len - 32);
-        }
-    }
-}
-
-/// Whether `[from, to)` of `b` is all [`FILL`], at most 48 bytes.
-///
-/// # Safety
-/// As [`filled16`].
-#[inline(always)]
-unsafe fn filled(b: *const u8, from: usize, to: usize) -> bool {
-    let len = to - from;
-    // SAFETY: per the caller, in pieces of at most 16 bytes.
-    unsafe {
-        filled16(b, from, len.min(16))
-            && (len <= 16 || filled16(b, from + 16, (len - 16).min(16)))
-            && (len <= 32 || filled16(b, from + 32, len - 32))
+fn slack_word(n: usize, size: usize) -> (usize, u64) {
+    let len = size - 8 - n;
+    if len >= 8 {
+        (n, u64::MAX)
+    } else if len == 0 {
+        (size - 16, 0)
+    } else {
+        (size - 16, u64::MAX << (8 * (8 - len)))
     }
 }
 
@@ -175,8 +105,8 @@ unsafe fn tail<'a>(b: *mut u8, size: usize) -> &'a AtomicU64 {
     unsafe { AtomicU64::from_ptr(b.add(size - 8).cast::<u64>()) }
 }
 
-/// Arms a small block just handed out for a request of `n` bytes: the
-/// first [`SLACK_CHECKED`] bytes of slack filled, the size in the tail word.
+/// Arms a small block just handed out for a request of `n` bytes: its
+/// slack word filled, the size in the tail word.
 ///
 /// # Safety
 /// `b` is a block of `size` bytes the caller just allocated, `n + 8 <= size`.
@@ -184,7 +114,9 @@ unsafe fn tail<'a>(b: *mut u8, size: usize) -> &'a AtomicU64 {
 pub(crate) unsafe fn arm(b: *mut u8, n: usize, size: usize) {
     // SAFETY: per the caller.
     unsafe {
-        fill(b, n, (n + SLACK_CHECKED).min(size - 8));
+        let (at, mask) = slack_word(n, size);
+        let w = b.add(at).cast::<u64>();
+        w.write_unaligned((w.read_unaligned() & !mask) | (FILL_WORD & mask));
         tail(b, size).store(key(b as usize) ^ n as u64, Ordering::Relaxed);
     }
 }
@@ -206,7 +138,8 @@ pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErr
             return Err(FreeErrorKind::Overflow);
         }
         let n = n as usize;
-        if !filled(b, n, (n + SLACK_CHECKED).min(size - 8)) {
+        let (at, mask) = slack_word(n, size);
+        if (b.add(at).cast::<u64>().read_unaligned() ^ FILL_WORD) & mask != 0 {
             return Err(FreeErrorKind::Overflow);
         }
         Ok(n)
@@ -263,9 +196,8 @@ pub(crate) unsafe fn check_free(
     }
 }
 
-/// Poisons a small block being freed: its bytes from 16 to [`POISON_END`]
-/// (or its tail word) filled, the tail word set to `FREE`. (Bytes 0..16 are
-/// the link and tag.)
+/// Poisons a small block being freed: its third word filled, the tail word
+/// set to `FREE`. (Bytes 0..16 are the link and tag.)
 ///
 /// # Safety
 /// `b` is a block of `size` bytes being freed.
@@ -273,7 +205,7 @@ pub(crate) unsafe fn check_free(
 pub(crate) unsafe fn poison(b: *mut u8, size: usize) {
     // SAFETY: per the caller.
     unsafe {
-        fill(b, 16, POISON_END.min(size - 8));
+        b.add(POISON_AT).cast::<u64>().write(FILL_WORD);
         tail(b, size).store(key(b as usize) ^ FREE, Ordering::Relaxed);
     }
 }
@@ -291,7 +223,7 @@ pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut 
         let size = (*slab).size as usize;
         let p = b.cast::<u8>();
         if tail(p, size).load(Ordering::Relaxed) != key(p as usize) ^ FREE
-            || !filled(p, 16, POISON_END.min(size - 8))
+            || p.add(POISON_AT).cast::<u64>().read() != FILL_WORD
         {
             return false;
         }
@@ -339,7 +271,8 @@ pub(crate) unsafe fn check_large(h: *mut LargeBlock) -> Result<(), FreeErrorKind
             return Err(FreeErrorKind::Underflow);
         }
         let user = (*h).base.with_addr((*h).user);
-        if !filled(user, (*h).size, (*h).size + LARGE_TAIL) {
+        let t = user.add((*h).size).cast::<u64>();
+        if t.read_unaligned() != FILL_WORD || t.add(1).read_unaligned() != FILL_WORD {
             return Err(FreeErrorKind::Overflow);
         }
     }
