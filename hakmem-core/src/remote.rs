@@ -166,7 +166,8 @@ unsafe fn mark_freed(
                 ptr: ptr as usize,
                 kind,
             })?;
-            SuperSlab::mark_free(ss, units, ptr as usize - ss as usize);
+            // The bit stays set until the owner collects the block (only the
+            // owner writes the bitmap); the tail word says FREE meanwhile.
             crate::hardened::poison(ptr, (*slab).size as usize);
         }
         #[cfg(not(feature = "hardened"))]
@@ -346,6 +347,8 @@ impl<P: PageSource> Heap<P> {
                 if (*tail).tag != free_tag(tail.cast()) {
                     corrupted(tail.cast());
                 }
+                #[cfg(feature = "hardened")]
+                SuperSlab::mark_free(ss, self.geo.units, tail as usize - ss as usize);
                 let next = (*tail).next;
                 if next.is_null() {
                     break;
