@@ -295,11 +295,19 @@ impl<P: PageSource> Heap<P> {
                 class_for(need, align.max(MIN_ALIGN))
             };
             if let Some(c) = c.filter(|&c| c < self.geo.slab_classes) {
-                let b = self.alloc_class(c, zero);
+                // Zeroed here, the request only: zeroing the whole block
+                // would clear its tail word, which a free of the block above
+                // (on another thread) may be reading as the block below's.
+                let b = self.alloc_class(c, false);
                 if !b.is_null() {
                     // SAFETY: a block of class `c` just handed out, and
                     // `size + 8 <= need <= class_size(c)`.
-                    unsafe { arm(b, size, class_size(c)) };
+                    unsafe {
+                        if zero {
+                            ptr::write_bytes(b, 0, size);
+                        }
+                        arm(b, size, class_size(c));
+                    }
                 }
                 return b;
             }
