@@ -174,8 +174,11 @@ unsafe fn check_below(
     }
 }
 
-/// All the checks of a small free, before anything changes: the block is
-/// held (the bitmap), its slack intact and the block below intact.
+/// All the checks of a small free: its slack and tail word intact, the
+/// block below intact, and held (the allocation bitmap). `owner`: the
+/// caller owns the SuperSlab, and the bit is cleared here (the one write
+/// the free makes before it succeeds); remote frees only read the bitmap.
+/// On `Err` nothing has changed.
 ///
 /// # Safety
 /// `b` is a carved block start of `slab` in the live SuperSlab `ss`.
@@ -185,14 +188,25 @@ pub(crate) unsafe fn check_free(
     slab: *const Slab,
     units: u8,
     b: *mut u8,
+    owner: bool,
 ) -> Result<(), FreeErrorKind> {
     // SAFETY: per the caller.
     unsafe {
-        if !SuperSlab::is_allocated(ss, units, b as usize - ss as usize) {
+        let off = b as usize - ss as usize;
+        let r = held_size(b, (*slab).size as usize).and_then(|_| check_below(ss, slab, b));
+        if r.is_err() || !owner {
+            // A clear bit makes any fault a double free (of a block
+            // written after its first free, maybe).
+            if !SuperSlab::is_allocated(ss, units, off) {
+                return Err(FreeErrorKind::DoubleFree);
+            }
+            return r;
+        }
+        // A clear bit here: a freed block whose tail word was forged.
+        if !SuperSlab::mark_free(ss, units, off) {
             return Err(FreeErrorKind::DoubleFree);
         }
-        held_size(b, (*slab).size as usize)?;
-        check_below(ss, slab, b)
+        Ok(())
     }
 }
 

@@ -463,11 +463,9 @@ impl<P: PageSource> Heap<P> {
             }
             let b = ptr.cast::<Block>();
             #[cfg(feature = "hardened")]
-            if let Err(kind) = crate::hardened::check_free(ss, slab, self.geo.units, ptr) {
+            if let Err(kind) = crate::hardened::check_free(ss, slab, self.geo.units, ptr, true) {
                 return Err(FreeError { ptr: p, kind });
             }
-            #[cfg(feature = "hardened")]
-            SuperSlab::mark_free(ss, self.geo.units, p - ss as usize);
             #[cfg(not(feature = "hardened"))]
             if (*b).tag == free_tag(ptr) {
                 return Err(FreeError {

@@ -162,7 +162,7 @@ unsafe fn mark_freed(
     unsafe {
         #[cfg(feature = "hardened")]
         {
-            crate::hardened::check_free(ss, slab, units, ptr).map_err(|kind| FreeError {
+            crate::hardened::check_free(ss, slab, units, ptr, false).map_err(|kind| FreeError {
                 ptr: ptr as usize,
                 kind,
             })?;
