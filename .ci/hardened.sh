@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 step() { printf '\n== %s ==\n' "$*"; }
 
+step "clippy with the hardened hakmem-std (its zero-size region)"
+cargo clippy -q -p hakmem-std -p hakmem-malloc --all-targets --features hakmem-std/hardened -- -D warnings
+
 step "hardened libhakmem.so (cargo build --release -p hakmem-malloc --features hardened)"
 cargo build --release -q -p hakmem-malloc --features hardened --target-dir target/preload-hardened
 ls -l target/preload-hardened/release/libhakmem.so

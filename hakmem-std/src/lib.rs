@@ -60,6 +60,8 @@ mod purge;
 mod stats;
 #[cfg(target_os = "linux")]
 mod tls;
+#[cfg(all(target_os = "linux", feature = "hardened"))]
+mod zero;
 
 #[cfg(target_os = "linux")]
 pub use env::Config;
