@@ -37,7 +37,7 @@
 //! owner or freeing thread may be writing at the same time.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::FreeErrorKind;
 use crate::heap::Heap;
@@ -53,7 +53,7 @@ pub(crate) const FILL: u8 = 0xdf;
 /// [`FILL`] in every byte of a word.
 const FILL_WORD: u64 = u64::from_ne_bytes([FILL; 8]);
 /// The size a free block's tail word encodes.
-const FREE: u64 = u64::MAX;
+const FREE: usize = usize::MAX;
 /// Bytes of `FILL` after a large block's request.
 pub(crate) const LARGE_TAIL: usize = 16;
 
@@ -68,11 +68,13 @@ pub(crate) fn padded(n: usize) -> Option<usize> {
 /// value written from outside rarely decodes (and never the same way at two
 /// addresses).
 #[inline(always)]
-fn key(addr: usize) -> u64 {
+fn key(addr: usize) -> usize {
     // One multiplication by an odd constant (a bijection: neighbours never
     // share a key), the top bit set so that a held size never decodes as
     // FREE.
-    ((addr as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491_4f6c_dd1d) | 1 << 63
+    // (On 32-bit targets the constants are truncated: still odd.)
+    (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) ^ 0x2545_f491_4f6c_dd1d_u64 as usize)
+        | 1 << (usize::BITS - 1)
 }
 
 /// Offset of the poisoned word of a free block (after its link and tag).
@@ -99,10 +101,10 @@ fn slack_word(n: usize, size: usize) -> (usize, u64) {
 /// # Safety
 /// `b` is a carved block of `size` bytes (at least 24), aligned to 8.
 #[inline(always)]
-unsafe fn tail<'a>(b: *mut u8, size: usize) -> &'a AtomicU64 {
+unsafe fn tail<'a>(b: *mut u8, size: usize) -> &'a AtomicUsize {
     // SAFETY: the last word of the block, aligned (sizes are multiples of
     // 16, blocks aligned to 16); only ever accessed atomically.
-    unsafe { AtomicU64::from_ptr(b.add(size - 8).cast::<u64>()) }
+    unsafe { AtomicUsize::from_ptr(b.add(size - 8).cast::<usize>()) }
 }
 
 /// Arms a small block just handed out for a request of `n` bytes: its
@@ -117,7 +119,7 @@ pub(crate) unsafe fn arm(b: *mut u8, n: usize, size: usize) {
         let (at, mask) = slack_word(n, size);
         let w = b.add(at).cast::<u64>();
         w.write_unaligned((w.read_unaligned() & !mask) | (FILL_WORD & mask));
-        tail(b, size).store(key(b as usize) ^ n as u64, Ordering::Relaxed);
+        tail(b, size).store(key(b as usize) ^ n, Ordering::Relaxed);
     }
 }
 
@@ -134,10 +136,9 @@ pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErr
         if n == FREE {
             return Err(FreeErrorKind::DoubleFree);
         }
-        if n > (size - 8) as u64 {
+        if n > size - 8 {
             return Err(FreeErrorKind::Overflow);
         }
-        let n = n as usize;
         let (at, mask) = slack_word(n, size);
         if (b.add(at).cast::<u64>().read_unaligned() ^ FILL_WORD) & mask != 0 {
             return Err(FreeErrorKind::Overflow);
@@ -166,7 +167,7 @@ unsafe fn check_below(
         }
         let below = b.sub(size);
         let n = tail(below, size).load(Ordering::Relaxed) ^ key(below as usize);
-        if n == FREE || n <= (size - 8) as u64 {
+        if n == FREE || n <= size - 8 {
             Ok(())
         } else {
             Err(FreeErrorKind::Underflow)
@@ -252,11 +253,11 @@ pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut 
 ///
 /// # Safety
 /// `h` is a live large block header.
-unsafe fn large_canary(h: *mut LargeBlock) -> *mut u64 {
+unsafe fn large_canary(h: *mut LargeBlock) -> *mut usize {
     // SAFETY: the user pointer is at least 16 bytes past the header (or,
     // for blocks aligned to the SuperSlab size, a SuperSlab past it), so the
     // word below it is padding of the region.
-    unsafe { (*h).base.with_addr((*h).user - 8).cast::<u64>() }
+    unsafe { (*h).base.with_addr((*h).user - 8).cast::<usize>() }
 }
 
 /// Arms a large block of `size` bytes: its canary word and [`LARGE_TAIL`]
@@ -363,11 +364,15 @@ mod tests {
         for a in (0x1000usize..0x100000).step_by(16) {
             // A held size has the top bit set, FREE has it clear, and a
             // tail word overwritten with FILL (or zeros) decodes to neither.
-            assert_eq!(key(a) >> 63, 1);
+            assert_eq!(key(a) >> (usize::BITS - 1), 1);
             assert_ne!(key(a), key(a + 16));
-            for w in [FILL_WORD, 0, u64::from_ne_bytes([0x41; 8])] {
+            for w in [
+                FILL_WORD as usize,
+                0,
+                usize::from_ne_bytes([0x41; core::mem::size_of::<usize>()]),
+            ] {
                 let n = w ^ key(a);
-                assert!(n != FREE && n > u32::MAX as u64, "{a:#x} {w:#x}");
+                assert!(n != FREE && n > u32::MAX as usize, "{a:#x} {w:#x}");
             }
         }
     }
