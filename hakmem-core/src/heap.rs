@@ -44,7 +44,9 @@ use crate::large::{LargeBlock, LargeCache, LARGE_LIVE};
 use crate::locate::{self, Found};
 use crate::page_source::PageSource;
 use crate::remote::Outgoing;
-use crate::size_class::{class_for, class_of_table, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
+#[cfg(not(feature = "hardened"))]
+use crate::size_class::{class_for, class_of_table, TABLE_MAX};
+use crate::size_class::{MIN_ALIGN, NUM_CLASSES};
 use crate::slab::{corrupted, free_tag, Block, Slab, FRESH, IN_PARTIAL};
 use crate::superslab::SuperSlab;
 
@@ -227,6 +229,16 @@ impl<P: PageSource> Heap<P> {
 
     #[inline(always)]
     fn alloc_any(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        #[cfg(feature = "hardened")]
+        return self.alloc_hardened(size, align, zero);
+        #[cfg(not(feature = "hardened"))]
+        self.alloc_plain(size, align, zero)
+    }
+
+    /// [`alloc_any`](Self::alloc_any) without the hardened canaries.
+    #[cfg(not(feature = "hardened"))]
+    #[inline(always)]
+    fn alloc_plain(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         // Common sizes at the default alignment: one table load. (Every
         // class is a multiple of 16, so any class serves alignment 16.)
         if size <= TABLE_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
@@ -239,6 +251,7 @@ impl<P: PageSource> Heap<P> {
     }
 
     /// Over-aligned requests, and sizes past the table or the slab classes.
+    #[cfg(not(feature = "hardened"))]
     #[inline(never)]
     fn alloc_aligned_or_large(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         if !align.is_power_of_two() || size > isize::MAX as usize - align {
@@ -257,7 +270,7 @@ impl<P: PageSource> Heap<P> {
 
     /// The allocation fast path: pop the current slab's free list.
     #[inline(always)]
-    fn alloc_class(&mut self, c: usize, zero: bool) -> *mut u8 {
+    pub(crate) fn alloc_class(&mut self, c: usize, zero: bool) -> *mut u8 {
         // SAFETY: `c < NUM_CLASSES` (callers derive it from the class table).
         let slab = unsafe { *self.partial.get_unchecked(c) };
         if !slab.is_null() {
@@ -287,6 +300,10 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: per the caller; the tag says whether the link is ours.
         unsafe {
             if (*b).tag != free_tag(b.cast()) {
+                corrupted(b.cast());
+            }
+            #[cfg(feature = "hardened")]
+            if !crate::hardened::check_reuse(self.superslab_of(b.cast()), slab, b) {
                 corrupted(b.cast());
             }
             (*slab).free = (*b).next;
@@ -395,7 +412,18 @@ impl<P: PageSource> Heap<P> {
             ptr: ptr as usize,
             kind,
         };
-        match found.map_err(err)? {
+        let found = found.map_err(err)?;
+        #[cfg(feature = "hardened")]
+        if let Found::Large(h) = found {
+            // SAFETY: `locate` returned a live large block.
+            unsafe {
+                if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
+                    return Err(err(FreeErrorKind::DoubleFree));
+                }
+                crate::hardened::check_large(h).map_err(err)?;
+            }
+        }
+        match found {
             // SAFETY: `locate` returned a live SuperSlab and its slab.
             Found::Small { ss, slab } => unsafe {
                 if (*ss).owner.load(Ordering::Relaxed) == self.id {
@@ -435,11 +463,8 @@ impl<P: PageSource> Heap<P> {
             }
             let b = ptr.cast::<Block>();
             #[cfg(feature = "hardened")]
-            if !SuperSlab::mark_free(ss, self.geo.units, p - ss as usize) {
-                return Err(FreeError {
-                    ptr: p,
-                    kind: FreeErrorKind::DoubleFree,
-                });
+            if let Err(kind) = crate::hardened::check_free(ss, slab, self.geo.units, ptr, true) {
+                return Err(FreeError { ptr: p, kind });
             }
             #[cfg(not(feature = "hardened"))]
             if (*b).tag == free_tag(ptr) {
@@ -450,6 +475,8 @@ impl<P: PageSource> Heap<P> {
             }
             (*b).tag = free_tag(ptr);
             (*b).next = (*slab).free;
+            #[cfg(feature = "hardened")]
+            crate::hardened::poison(ptr, (*slab).size as usize);
             (*slab).free = b;
             if (*slab).flags & IN_PARTIAL == 0 {
                 self.link_partial_tail(slab);
@@ -509,9 +536,16 @@ impl<P: PageSource> Heap<P> {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
                 #[cfg(feature = "hardened")]
-                if !SuperSlab::is_allocated(ss, self.geo.units, ptr as usize - ss as usize) {
-                    return Err(err(FreeErrorKind::DoubleFree));
+                {
+                    if !SuperSlab::is_allocated(ss, self.geo.units, ptr as usize - ss as usize) {
+                        return Err(err(FreeErrorKind::DoubleFree));
+                    }
+                    // The request, not the class: the slack is the canary's.
+                    crate::hardened::held_size(ptr, (*slab).size as usize)
+                        .map(|n| (n, None))
+                        .map_err(err)
                 }
+                #[cfg(not(feature = "hardened"))]
                 Ok(((*slab).size as usize, None))
             },
             // SAFETY: a live large block.
@@ -519,6 +553,12 @@ impl<P: PageSource> Heap<P> {
                 if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
+                #[cfg(feature = "hardened")]
+                {
+                    crate::hardened::check_large(h).map_err(err)?;
+                    Ok(((*h).size, Some(h)))
+                }
+                #[cfg(not(feature = "hardened"))]
                 Ok((LargeBlock::usable(h), Some(h)))
             },
         }
@@ -559,6 +599,11 @@ impl<P: PageSource> Heap<P> {
                 }
             };
             if in_place {
+                #[cfg(feature = "hardened")]
+                // SAFETY: `ptr` is the caller's live block, now `new_size` bytes.
+                unsafe {
+                    self.rearm(ptr, large, new_size)
+                };
                 return Ok(ptr);
             }
         }

@@ -56,6 +56,8 @@ pub mod allocator;
 mod check;
 pub mod config;
 mod error;
+#[cfg(feature = "hardened")]
+mod hardened;
 mod heap;
 mod large;
 mod locate;

@@ -123,6 +123,12 @@ fn zeros() -> &'static [u8] {
 /// The size class the heap must serve `(size, align)` from, or `None` for a
 /// large block.
 fn expected_class(geo: &Geometry, size: usize, align: usize) -> Option<usize> {
+    // Hardened: a small block also holds its slack and tail word.
+    let size = if cfg!(feature = "hardened") {
+        size.max(16) + 8
+    } else {
+        size
+    };
     if align <= MIN_ALIGN {
         return if size <= geo.max_slab_size() {
             class_of(size)
@@ -392,7 +398,10 @@ impl<'p> World<'p> {
             "{} usable_size {usable} < requested, {b:?}",
             self.ctx()
         );
-        if let Some(c) = b.class {
+        if cfg!(feature = "hardened") {
+            // Hardened: exactly the request (the rest is the canary's).
+            assert_eq!(usable, b.size, "{} hardened usable_size, {b:?}", self.ctx());
+        } else if let Some(c) = b.class {
             assert_eq!(
                 usable,
                 class_size(c),

@@ -76,6 +76,8 @@ mod purge;
 mod stats;
 #[cfg(hakmem_std_supported)]
 mod tls;
+#[cfg(all(target_os = "linux", feature = "hardened"))]
+mod zero;
 
 #[cfg(hakmem_std_supported)]
 pub use env::Config;
