@@ -266,6 +266,24 @@ pub fn discover(paths: &Paths) -> Vec<Allocator> {
         Exec::Preload(Some(lib)),
         miss,
     );
+    // The hardened build, when one was built (by tests/catalogue.rs or
+    // .ci/hardened.sh): its cost next to the default build's.
+    let hardened = paths
+        .root
+        .join("target/preload-hardened/release/libhakmem.so");
+    let miss = (!hardened.exists()).then(|| {
+        format!(
+            "{} not built (cargo build --release -p hakmem-malloc --features hardened --target-dir target/preload-hardened)",
+            hardened.display()
+        )
+    });
+    push(
+        "hakmem-hardened",
+        Kind::C,
+        format!("libhakmem.so {hakmem_v}, --features hardened"),
+        Exec::Preload(Some(hardened)),
+        miss,
+    );
     let glibc = Command::new("ldd")
         .arg("--version")
         .output()

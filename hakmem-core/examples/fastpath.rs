@@ -8,7 +8,10 @@
 //! replaced by identity functions, so the script can subtract the loop's own
 //! cost (`black_box` stores and loads, the counter).
 //!
-//! `cargo run --release -p hakmem-core --example fastpath [iters] [live] [loop]`
+//! A fourth argument sets the block size (default 16; the third is then
+//! `pairs` for the measured loop).
+//!
+//! `cargo run --release -p hakmem-core --example fastpath [iters] [live] [loop|pairs] [size]`
 
 use std::hint::black_box;
 
@@ -21,26 +24,28 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let live: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000);
+    let mode = args.next();
+    let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, Config::DEFAULT).expect("valid config");
     // Keep some blocks live so the heap is not empty, and warm the magazine.
-    let keep: Vec<*mut u8> = (0..live).map(|_| heap.alloc(16, 8)).collect();
+    let keep: Vec<*mut u8> = (0..live).map(|_| heap.alloc(size, 8)).collect();
     for _ in 0..64 {
-        let p = heap.alloc(16, 8);
+        let p = heap.alloc(size, 8);
         // SAFETY: a live block, freed once.
         unsafe { heap.dealloc(p) }.unwrap();
     }
-    if args.next().as_deref() == Some("loop") {
+    if mode.as_deref() == Some("loop") {
         let mut q = keep[0];
         for _ in 0..iters {
-            q = black_box(identity(black_box(16), q));
+            q = black_box(identity(black_box(size), q));
             black_box(q);
         }
         println!("{iters} empty iterations");
         return;
     }
     for _ in 0..iters {
-        let p = black_box(heap.alloc(black_box(16), 8));
+        let p = black_box(heap.alloc(black_box(size), 8));
         // SAFETY: a live block, freed once.
         unsafe { heap.dealloc(black_box(p)) }.unwrap();
     }

@@ -16,6 +16,12 @@ pub enum FreeErrorKind {
     Interior,
     /// The block is already free.
     DoubleFree,
+    /// Bytes just past the block's requested size were overwritten (a
+    /// buffer overflow). Found by `hardened` builds only.
+    Overflow,
+    /// Bytes just before the block were overwritten (a buffer underflow, or
+    /// an overflow of the block below). Found by `hardened` builds only.
+    Underflow,
 }
 
 /// A rejected pointer, with what is wrong with it.
@@ -37,6 +43,12 @@ impl FreeErrorKind {
             }
             FreeErrorKind::Interior => "pointer is inside a block, not at its start",
             FreeErrorKind::DoubleFree => "double free",
+            FreeErrorKind::Overflow => {
+                "the bytes just past the block were overwritten (heap buffer overflow)"
+            }
+            FreeErrorKind::Underflow => {
+                "the bytes just before the block were overwritten (heap buffer underflow, or an overflow of the block below)"
+            }
         }
     }
 }

@@ -45,9 +45,9 @@ use crate::locate::{self, Found};
 use crate::medium::{Arena, MediumIndex, MEDIUM_CLASS};
 use crate::page_source::PageSource;
 use crate::remote::Outgoing;
-use crate::size_class::{
-    class_for, class_of_table, class_size, natural_align, MIN_ALIGN, NUM_CLASSES, TABLE_MAX,
-};
+#[cfg(not(feature = "hardened"))]
+use crate::size_class::{class_for, class_of_table, class_size, natural_align, TABLE_MAX};
+use crate::size_class::{MIN_ALIGN, NUM_CLASSES};
 use crate::slab::{corrupted, free_tag, Block, Slab, FRESH, IN_PARTIAL};
 use crate::superslab::SuperSlab;
 
@@ -238,6 +238,16 @@ impl<P: PageSource> Heap<P> {
 
     #[inline(always)]
     fn alloc_any(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        #[cfg(feature = "hardened")]
+        return self.alloc_hardened(size, align, zero);
+        #[cfg(not(feature = "hardened"))]
+        self.alloc_plain(size, align, zero)
+    }
+
+    /// [`alloc_any`](Self::alloc_any) without the hardened canaries.
+    #[cfg(not(feature = "hardened"))]
+    #[inline(always)]
+    fn alloc_plain(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         // Common sizes at the default alignment: one table load. (Every
         // class is a multiple of 16, so any class serves alignment 16.)
         if size <= TABLE_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
@@ -250,6 +260,7 @@ impl<P: PageSource> Heap<P> {
     }
 
     /// Over-aligned requests, and sizes past the table or the slab classes.
+    #[cfg(not(feature = "hardened"))]
     #[inline(never)]
     fn alloc_aligned_or_large(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         if !align.is_power_of_two() || size > isize::MAX as usize - align {
@@ -275,7 +286,7 @@ impl<P: PageSource> Heap<P> {
 
     /// The allocation fast path: pop the current slab's free list.
     #[inline(always)]
-    fn alloc_class(&mut self, c: usize, zero: bool) -> *mut u8 {
+    pub(crate) fn alloc_class(&mut self, c: usize, zero: bool) -> *mut u8 {
         // SAFETY: `c < NUM_CLASSES` (callers derive it from the class table).
         let slab = unsafe { *self.partial.get_unchecked(c) };
         if !slab.is_null() {
@@ -305,6 +316,10 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: per the caller; the tag says whether the link is ours.
         unsafe {
             if (*b).tag != free_tag(b.cast()) {
+                corrupted(b.cast());
+            }
+            #[cfg(feature = "hardened")]
+            if !crate::hardened::check_reuse(self.superslab_of(b.cast()), slab, b) {
                 corrupted(b.cast());
             }
             (*slab).free = (*b).next;
@@ -374,6 +389,20 @@ impl<P: PageSource> Heap<P> {
     /// and alignment, where the medium tier is on.
     #[cold]
     fn alloc_class_elsewhere(&mut self, c: usize, zero: bool) -> *mut u8 {
+        // The hardened build keeps its canaries in slab and large blocks
+        // only: it serves no medium block.
+        #[cfg(feature = "hardened")]
+        {
+            let _ = (c, zero);
+            ptr::null_mut()
+        }
+        #[cfg(not(feature = "hardened"))]
+        self.alloc_class_medium(c, zero)
+    }
+
+    /// A medium block of class `c`'s size and alignment.
+    #[cfg(not(feature = "hardened"))]
+    fn alloc_class_medium(&mut self, c: usize, zero: bool) -> *mut u8 {
         let size = class_size(c);
         if size > self.geo.medium_max {
             return ptr::null_mut();
@@ -424,7 +453,18 @@ impl<P: PageSource> Heap<P> {
             ptr: ptr as usize,
             kind,
         };
-        match found.map_err(err)? {
+        let found = found.map_err(err)?;
+        #[cfg(feature = "hardened")]
+        if let Found::Large(h) = found {
+            // SAFETY: `locate` returned a live large block.
+            unsafe {
+                if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
+                    return Err(err(FreeErrorKind::DoubleFree));
+                }
+                crate::hardened::check_large(h).map_err(err)?;
+            }
+        }
+        match found {
             // SAFETY: `locate` returned a live SuperSlab and its slab.
             Found::Small { ss, slab } => unsafe {
                 if (*ss).owner.load(Ordering::Relaxed) == self.id {
@@ -464,11 +504,8 @@ impl<P: PageSource> Heap<P> {
             }
             let b = ptr.cast::<Block>();
             #[cfg(feature = "hardened")]
-            if !SuperSlab::mark_free(ss, self.geo.units, p - ss as usize) {
-                return Err(FreeError {
-                    ptr: p,
-                    kind: FreeErrorKind::DoubleFree,
-                });
+            if let Err(kind) = crate::hardened::check_free(ss, slab, self.geo.units, ptr, true) {
+                return Err(FreeError { ptr: p, kind });
             }
             #[cfg(not(feature = "hardened"))]
             if (*b).tag == free_tag(ptr) {
@@ -479,6 +516,8 @@ impl<P: PageSource> Heap<P> {
             }
             (*b).tag = free_tag(ptr);
             (*b).next = (*slab).free;
+            #[cfg(feature = "hardened")]
+            crate::hardened::poison(ptr, (*slab).size as usize);
             (*slab).free = b;
             if (*slab).flags & IN_PARTIAL == 0 {
                 self.link_partial_tail(slab);
@@ -540,9 +579,16 @@ impl<P: PageSource> Heap<P> {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
                 #[cfg(feature = "hardened")]
-                if !SuperSlab::is_allocated(ss, self.geo.units, ptr as usize - ss as usize) {
-                    return Err(err(FreeErrorKind::DoubleFree));
+                {
+                    if !SuperSlab::is_allocated(ss, self.geo.units, ptr as usize - ss as usize) {
+                        return Err(err(FreeErrorKind::DoubleFree));
+                    }
+                    // The request, not the class: the slack is the canary's.
+                    crate::hardened::held_size(ptr, (*slab).size as usize)
+                        .map(Live::Small)
+                        .map_err(err)
                 }
+                #[cfg(not(feature = "hardened"))]
                 Ok(Live::Small((*slab).size as usize))
             },
             // SAFETY: a live large block.
@@ -550,6 +596,12 @@ impl<P: PageSource> Heap<P> {
                 if (*h).state.load(Ordering::Acquire) != LARGE_LIVE {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
+                #[cfg(feature = "hardened")]
+                {
+                    crate::hardened::check_large(h).map_err(err)?;
+                    Ok(Live::Large((*h).size, h))
+                }
+                #[cfg(not(feature = "hardened"))]
                 Ok(Live::Large(LargeBlock::usable(h), h))
             },
         }
@@ -579,6 +631,11 @@ impl<P: PageSource> Heap<P> {
             // A small block stays unless the new size would fit a class at
             // most half its size.
             Live::Small(_) if aligned && new_size <= old && old <= 2 * new_size.max(MIN_ALIGN) => {
+                #[cfg(feature = "hardened")]
+                // SAFETY: `ptr` is the caller's live block, now `new_size` bytes.
+                unsafe {
+                    self.rearm(ptr, None, new_size)
+                };
                 return Ok(ptr);
             }
             // A medium block shrinks in place, and grows into a free
@@ -601,6 +658,11 @@ impl<P: PageSource> Heap<P> {
                     // SAFETY: `h` is the block's live header.
                     && unsafe { self.shrink_large(h, new_size) }
                 {
+                    #[cfg(feature = "hardened")]
+                    // SAFETY: `ptr` is the caller's live block, now `new_size` bytes.
+                    unsafe {
+                        self.rearm(ptr, Some(h), new_size)
+                    };
                     return Ok(ptr);
                 }
                 // A large block stays if the new size still needs a large
@@ -612,6 +674,11 @@ impl<P: PageSource> Heap<P> {
                     // SAFETY: `h` is the block's live header.
                     && unsafe { self.resize_large_in_place(h, new_size) }
                 {
+                    #[cfg(feature = "hardened")]
+                    // SAFETY: `ptr` is the caller's live block, now `new_size` bytes.
+                    unsafe {
+                        self.rearm(ptr, Some(h), new_size)
+                    };
                     return Ok(ptr);
                 }
                 // Growth that still needs a large block: move pages, not bytes.

@@ -116,6 +116,7 @@ impl LargeBlock {
     ///
     /// # Safety
     /// `h` is a live header.
+    #[cfg_attr(feature = "hardened", allow(dead_code))]
     pub unsafe fn usable(h: *mut LargeBlock) -> usize {
         // SAFETY: per the caller.
         unsafe { (*h).base as usize + (*h).map_size - (*h).user }
@@ -156,8 +157,15 @@ impl<P: PageSource> Heap<P> {
         } else {
             (align, align, align - ss)
         };
+        // Hardened: room for the canary bytes past the request.
+        #[cfg(feature = "hardened")]
+        let Some(room) = size.checked_add(crate::hardened::LARGE_TAIL) else {
+            return ptr::null_mut();
+        };
+        #[cfg(not(feature = "hardened"))]
+        let room = size;
         let Some(total) = user_off
-            .checked_add(size)
+            .checked_add(room)
             .and_then(|t| t.checked_next_multiple_of(page))
         else {
             return ptr::null_mut();
@@ -209,6 +217,8 @@ impl<P: PageSource> Heap<P> {
                 fwd.write(LARGE_FORWARD_MAGIC ^ base as usize);
                 fwd.add(1).write(h as usize);
             }
+            #[cfg(feature = "hardened")]
+            crate::hardened::arm_large(h, size);
             if !self.large.is_null() {
                 (*self.large).prev = h;
             }
@@ -259,7 +269,12 @@ impl<P: PageSource> Heap<P> {
     /// `[base, base + size)` is a region of this heap's source that nothing
     /// uses, its first word cleared.
     unsafe fn cache_region(&mut self, base: *mut u8, size: usize, clean: bool) {
-        let keep = self.cfg.large_cache.min(LARGE_CACHE_MAX);
+        // Hardened: no cache, so a write after free faults.
+        let keep = if cfg!(feature = "hardened") {
+            0
+        } else {
+            self.cfg.large_cache.min(LARGE_CACHE_MAX)
+        };
         if keep == 0 {
             // SAFETY: per the caller.
             unsafe { self.source.unmap(NonNull::new_unchecked(base), size) };
@@ -435,6 +450,9 @@ impl<P: PageSource> Heap<P> {
                 return None;
             }
             let user_off = (*h).user - (*h).base as usize;
+            #[cfg(feature = "hardened")]
+            let want = user_off.checked_add(new_size.checked_add(crate::hardened::LARGE_TAIL)?)?;
+            #[cfg(not(feature = "hardened"))]
             let want = user_off.checked_add(new_size)?;
             // Quarter steps where untouched pages cost address space only
             // (the cache is on: hosted), exact pages elsewhere.
@@ -448,6 +466,15 @@ impl<P: PageSource> Heap<P> {
                 return None;
             }
             let old_size = (*h).map_size;
+            // Hardened: `realloc` compares with the request, so growth may
+            // still fit the mapping; then it stays where it is.
+            #[cfg(feature = "hardened")]
+            if total <= old_size {
+                self.n.large_bytes = self.n.large_bytes - (*h).size + new_size;
+                (*h).size = new_size;
+                crate::hardened::arm_large(h, new_size);
+                return Some((*h).base.with_addr((*h).user));
+            }
             let base = self.source.remap(
                 NonNull::new_unchecked((*h).base),
                 old_size,
@@ -471,6 +498,8 @@ impl<P: PageSource> Heap<P> {
             self.n.large_mapped = self.n.large_mapped - old_size + total;
             self.n.large_bytes = self.n.large_bytes - (*nh).size + new_size;
             (*nh).size = new_size;
+            #[cfg(feature = "hardened")]
+            crate::hardened::arm_large(nh, new_size);
             Some(base.as_ptr().add(user_off))
         }
     }

@@ -4,7 +4,7 @@
 //! classes, SuperSlabs split into slabs whose own free lists are the only
 //! cache, **exact** live-block accounting, batched lock-free remote frees,
 //! and large blocks — all over a [`PageSource`], so the same code runs on
-//! Linux, on bare metal and in tests on the simulated [`sim::SimPages`].
+//! Linux, on bare metal and in tests on the simulated `sim::SimPages` (feature `sim`).
 //!
 //! ```
 //! use hakmem_core::{Config, Heap, sim::SimPages};
@@ -56,6 +56,8 @@ pub mod allocator;
 mod check;
 pub mod config;
 mod error;
+#[cfg(feature = "hardened")]
+mod hardened;
 mod heap;
 mod large;
 mod locate;

@@ -3,7 +3,7 @@
 //! A [`PageSource`] hands out aligned regions and takes them back, in the
 //! spirit of snmalloc's PAL. The heap never touches the platform any other
 //! way, which is what lets one core serve Linux (`LinuxPages`), bare metal
-//! (`FixedRegion`) and tests ([`SimPages`](crate::sim::SimPages)).
+//! (`FixedRegion`) and tests (`SimPages`, feature `sim`).
 //!
 //! Invariants:
 //! - A region returned by `map` is live until passed, whole, to `unmap`.

@@ -126,13 +126,22 @@ pub unsafe fn free_remote<P: PageSource>(
         }),
         // SAFETY: `locate` found a live SuperSlab and slab holding `ptr`.
         Ok(Found::Small { ss, slab }) => unsafe {
-            mark_freed(ss, ptr, geo.units)?;
+            mark_freed(ss, slab, ptr, geo.units)?;
             let b = ptr.cast::<Block>();
             push(slab, b, b);
             Ok(())
         },
         // SAFETY: `locate` found a live large block.
-        Ok(Found::Large(h)) => unsafe { free_large(source, h) },
+        Ok(Found::Large(h)) => unsafe {
+            #[cfg(feature = "hardened")]
+            if (*h).state.load(Ordering::Acquire) == crate::large::LARGE_LIVE {
+                crate::hardened::check_large(h).map_err(|kind| FreeError {
+                    ptr: ptr as usize,
+                    kind,
+                })?;
+            }
+            free_large(source, h)
+        },
     }
 }
 
@@ -142,17 +151,25 @@ pub unsafe fn free_remote<P: PageSource>(
 /// # Safety
 /// `ss` is a live SuperSlab and `ptr` a carved block start of it
 /// (`locate` said so); the block is the application's to give.
-unsafe fn mark_freed(ss: *mut SuperSlab, ptr: *mut u8, units: u8) -> Result<(), FreeError> {
-    let _ = units;
+unsafe fn mark_freed(
+    ss: *mut SuperSlab,
+    slab: *mut Slab,
+    ptr: *mut u8,
+    units: u8,
+) -> Result<(), FreeError> {
+    let _ = (units, slab);
     let b = ptr.cast::<Block>();
     // SAFETY: per the caller nobody else writes the block.
     unsafe {
         #[cfg(feature = "hardened")]
-        if !SuperSlab::mark_free(ss, units, ptr as usize - ss as usize) {
-            return Err(FreeError {
+        {
+            crate::hardened::check_free(ss, slab, units, ptr, false).map_err(|kind| FreeError {
                 ptr: ptr as usize,
-                kind: FreeErrorKind::DoubleFree,
-            });
+                kind,
+            })?;
+            // The bit stays set until the owner collects the block (only the
+            // owner writes the bitmap); the tail word says FREE meanwhile.
+            crate::hardened::poison(ptr, (*slab).size as usize);
         }
         #[cfg(not(feature = "hardened"))]
         if (*b).tag == free_tag(ptr) {
@@ -207,7 +224,7 @@ impl<P: PageSource> Heap<P> {
         ptr: *mut u8,
     ) -> Result<(), FreeError> {
         // SAFETY: per the caller.
-        unsafe { mark_freed(ss, ptr, self.geo.units)? };
+        unsafe { mark_freed(ss, slab, ptr, self.geo.units)? };
         let b = ptr.cast::<Block>();
         let i = (slab as usize / core::mem::size_of::<Slab>()) % BATCHES;
         let batch = self.outgoing.batches[i];
@@ -338,6 +355,8 @@ impl<P: PageSource> Heap<P> {
                 if (*tail).tag != free_tag(tail.cast()) {
                     corrupted(tail.cast());
                 }
+                #[cfg(feature = "hardened")]
+                SuperSlab::mark_free(ss, self.geo.units, tail as usize - ss as usize);
                 let next = (*tail).next;
                 if next.is_null() {
                     break;

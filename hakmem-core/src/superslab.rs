@@ -185,8 +185,15 @@ impl SuperSlab {
     #[cfg(feature = "hardened")]
     pub unsafe fn mark_allocated(ss: *mut SuperSlab, units: u8, off: usize) -> bool {
         let (word, bit) = Self::bit(ss, units, off);
-        // SAFETY: the bitmap lies in the header, and is only accessed atomically.
-        unsafe { (*word).fetch_or(bit, Ordering::Relaxed) & bit == 0 }
+        // SAFETY: the bitmap lies in the header, and is only accessed
+        // atomically. Only the owner writes it (remote frees leave their
+        // bits to the owner's collect), so a load and a store suffice: no
+        // locked read-modify-write on the fast paths.
+        unsafe {
+            let v = (*word).load(Ordering::Relaxed);
+            (*word).store(v | bit, Ordering::Relaxed);
+            v & bit == 0
+        }
     }
 
     /// Clears the allocation bit of the block at offset `off`; returns whether
@@ -197,8 +204,12 @@ impl SuperSlab {
     #[cfg(feature = "hardened")]
     pub unsafe fn mark_free(ss: *mut SuperSlab, units: u8, off: usize) -> bool {
         let (word, bit) = Self::bit(ss, units, off);
-        // SAFETY: the bitmap lies in the header, and is only accessed atomically.
-        unsafe { (*word).fetch_and(!bit, Ordering::Relaxed) & bit != 0 }
+        // SAFETY: as in `mark_allocated`: only the owner writes the bitmap.
+        unsafe {
+            let v = (*word).load(Ordering::Relaxed);
+            (*word).store(v & !bit, Ordering::Relaxed);
+            v & bit != 0
+        }
     }
 
     /// Whether the block at offset `off` is marked allocated.

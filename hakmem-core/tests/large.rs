@@ -78,6 +78,10 @@ fn usable(heap: &Heap<&SimPages>, p: *mut u8) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+)]
 fn large_blocks_get_a_region_each_and_give_it_back() {
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, config()).unwrap();
@@ -232,6 +236,10 @@ fn alignments_up_to_twice_the_superslab_are_honoured() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+)]
 fn small_realloc_stays_within_its_class() {
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, config()).unwrap();
@@ -283,6 +291,10 @@ fn small_realloc_stays_within_its_class() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+)]
 fn large_realloc_in_place_and_moving() {
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, config()).unwrap();
@@ -385,6 +397,10 @@ fn superslab_aligned_large_block_resizes_in_place() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+)]
 fn realloc_grows_to_64_mib_preserving_content() {
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, config()).unwrap();
@@ -466,6 +482,10 @@ fn large_alloc_zeroed_reads_zero() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+)]
 fn large_stats_are_exact() {
     let pages = SimPages::new();
     let mut heap = Heap::new(&pages, config()).unwrap();
@@ -535,6 +555,10 @@ fn large_stats_are_exact() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+)]
 fn freed_large_regions_are_reused_then_decommitted_then_unmapped() {
     let pages = SimPages::new();
     let mut cfg = config();
@@ -663,6 +687,10 @@ fn a_large_block_grows_by_remapping_its_pages_with_its_neighbours_relinked() {
 
 #[test]
 #[cfg_attr(miri, ignore = "maps 48 MiB")]
+#[cfg_attr(
+    feature = "hardened",
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+)]
 fn the_large_cache_keeps_at_most_32_mib_committed() {
     let pages = SimPages::new();
     let mut cfg = Config::DEFAULT;

@@ -5,6 +5,9 @@
 //! and grows into a free neighbour; remote frees are collected into the
 //! arena; `Config::for_heap` gives valid geometries.
 
+// The hardened build serves no medium block (see medium.rs).
+#![cfg(not(feature = "hardened"))]
+
 use hakmem_core::sim::SimPages;
 use hakmem_core::{free_remote, Config, FreeErrorKind, Heap};
 

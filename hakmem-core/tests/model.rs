@@ -123,6 +123,12 @@ fn zeros() -> &'static [u8] {
 /// The size class the heap must serve `(size, align)` from, or `None` for a
 /// large block.
 fn expected_class(geo: &Geometry, size: usize, align: usize) -> Option<usize> {
+    // Hardened: a small block also holds its slack and tail word.
+    let size = if cfg!(feature = "hardened") {
+        size.max(16) + 8
+    } else {
+        size
+    };
     if align <= MIN_ALIGN {
         return if size <= geo.max_slab_size() {
             class_of(size)
@@ -309,7 +315,8 @@ impl<'p> World<'p> {
             // its granules happen to be its class size.
             // SAFETY: `b.ptr` is a live block of this heap.
             let usable = unsafe { self.heap.usable_size(b.ptr) }.unwrap();
-            if usable != class_size(c) && self.geo.medium_max != 0 {
+            // (Hardened serves no medium block; its usable size is the request.)
+            if !cfg!(feature = "hardened") && usable != class_size(c) && self.geo.medium_max != 0 {
                 b.class = None;
             }
         }
@@ -403,9 +410,12 @@ impl<'p> World<'p> {
             "{} usable_size {usable} < requested, {b:?}",
             self.ctx()
         );
-        // (A small request the medium tier served has whole granules.)
-        if let Some(c) = b
+        if cfg!(feature = "hardened") {
+            // Hardened: exactly the request (the rest is the canary's).
+            assert_eq!(usable, b.size, "{} hardened usable_size, {b:?}", self.ctx());
+        } else if let Some(c) = b
             .class
+            // (A small request the medium tier served has whole granules.)
             .filter(|&c| usable == class_size(c) || self.geo.medium_max == 0)
         {
             assert_eq!(

@@ -7,6 +7,18 @@
 //! `mallinfo2`, `mallinfo`, `malloc_stats`) call `hakmem_std::c_api`. Being a crate of its
 //! own, a Rust program that depends on hakmem-std never gets its `malloc`
 //! replaced by accident.
+#![deny(missing_docs)]
+
+// libhakmem.so replaces glibc's (or musl's) malloc by symbol interposition:
+// glibc's introspection calls, `__errno_location`, `.init_array`. macOS
+// interposes differently (`__DATA,__interpose`, malloc zones) and FreeBSD's
+// libc has jemalloc's own entry points; neither is done here. The Rust
+// allocator (hakmem-std's `HakMem`) does work there.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "hakmem-malloc (libhakmem.so, the LD_PRELOAD malloc) supports Linux only; on macOS and \
+     FreeBSD use hakmem-std's HakMem as the #[global_allocator] of Rust programs."
+);
 
 use core::ffi::{c_char, c_void};
 

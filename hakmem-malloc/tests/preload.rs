@@ -4,8 +4,7 @@
 //! hakmem-malloc` into `target/preload`, a target directory of its own, so
 //! it never waits on the lock of the `cargo test` that runs it; or set
 //! `HAKMEM_PRELOAD_LIB` to a library built already, such as a hardened one
-//! from `cargo build --release --workspace --features hakmem-core/hardened`;
-//! `-p hakmem-malloc -p hakmem-core` with that feature does not enable it),
+//! from `cargo build --release -p hakmem-malloc --features hardened`),
 //! compiles the C and C++ programs of `tests/c` with `cc -O1 -pthread` and
 //! runs them under `LD_PRELOAD`: the API semantics, fork from multi- and single-threaded
 //! parents, cross-thread frees, thread churn, dlopen/dlclose, C++, the

@@ -45,6 +45,12 @@ pub fn init() {
 /// `malloc`. Null with `Err(NoMemory)` on failure.
 #[inline]
 pub fn malloc(size: usize) -> Result<*mut u8, CError> {
+    #[cfg(feature = "hardened")]
+    if size == 0 {
+        if let Some(p) = crate::zero::alloc() {
+            return Ok(p);
+        }
+    }
     let p = run(
         |h| alloc_or_trim(h, |h| h.alloc(size, MALLOC_ALIGN)),
         core::ptr::null_mut(),
@@ -59,6 +65,12 @@ pub fn malloc(size: usize) -> Result<*mut u8, CError> {
 /// `calloc`: zeroed, `n * size` checked for overflow.
 pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
     let total = n.checked_mul(size).ok_or(CError::NoMemory)?;
+    #[cfg(feature = "hardened")]
+    if total == 0 {
+        if let Some(p) = crate::zero::alloc() {
+            return Ok(p);
+        }
+    }
     let p = run(
         |h| alloc_or_trim(h, |h| h.alloc_zeroed(total, MALLOC_ALIGN)),
         core::ptr::null_mut(),
@@ -77,6 +89,13 @@ pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
 #[inline]
 pub unsafe fn free(ptr: *mut u8) {
     if ptr.is_null() {
+        return;
+    }
+    #[cfg(feature = "hardened")]
+    if crate::zero::contains(ptr) {
+        if let Err(e) = crate::zero::free(ptr) {
+            invalid_free(e);
+        }
         return;
     }
     // SAFETY: per the caller; bad pointers are detected, not trusted.
@@ -98,6 +117,17 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> Result<*mut u8, CError> {
         // SAFETY: per the caller.
         unsafe { free(ptr) };
         return Ok(core::ptr::null_mut());
+    }
+    #[cfg(feature = "hardened")]
+    if crate::zero::contains(ptr) {
+        // Nothing to copy: a new block, then the zero-size one freed.
+        if let Err(e) = crate::zero::live(ptr) {
+            invalid_free(e);
+        }
+        let p = malloc(size)?;
+        // SAFETY: `ptr` is a live zero-size block (checked).
+        unsafe { free(ptr) };
+        return Ok(p);
     }
     // SAFETY: per the caller; bad pointers are detected.
     let resize =
@@ -123,6 +153,12 @@ pub unsafe fn reallocarray(ptr: *mut u8, n: usize, size: usize) -> Result<*mut u
 pub fn aligned(align: usize, size: usize) -> Result<*mut u8, CError> {
     if !align.is_power_of_two() {
         return Err(CError::Invalid);
+    }
+    #[cfg(feature = "hardened")]
+    if size == 0 && align <= MALLOC_ALIGN {
+        if let Some(p) = crate::zero::alloc() {
+            return Ok(p);
+        }
     }
     let p = run(
         |h| alloc_or_trim(h, |h| h.alloc(size, align.max(MALLOC_ALIGN))),
@@ -167,6 +203,13 @@ pub fn pvalloc(size: usize) -> Result<*mut u8, CError> {
 pub unsafe fn usable_size(ptr: *mut u8) -> usize {
     if ptr.is_null() {
         return 0;
+    }
+    #[cfg(feature = "hardened")]
+    if crate::zero::contains(ptr) {
+        return match crate::zero::live(ptr) {
+            Ok(()) => 0,
+            Err(e) => invalid_free(e),
+        };
     }
     // SAFETY: per the caller; bad pointers are detected.
     match run(|h| unsafe { h.usable_size(ptr) }, Ok(0)) {

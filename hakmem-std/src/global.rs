@@ -68,6 +68,7 @@ fn init(cfg: Config) -> Option<&'static Global> {
     let g = GLOBAL.try_call_once(|| {
         let cfg = cfg.with_env();
         hakmem_core::set_corruption_handler(corrupted);
+        crate::stats::register_at_exit();
         let geometry = cfg.core.geometry().map_err(|_| ())?;
         Ok::<Global, ()>(Global {
             pages: LinuxPages::new(geometry.superslab_shift as u32),

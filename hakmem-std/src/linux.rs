@@ -1,29 +1,45 @@
-//! `LinuxPages`: the Linux page source, and the only user of `rustix::mm`.
+//! `LinuxPages`: the page source of hakmem-std (Linux, and macOS and
+//! FreeBSD through the same rustix calls), and the only user of
+//! `rustix::mm`.
 //!
 //! Regions are anonymous private mappings. An alignment beyond the page size
 //! is obtained by over-mapping `size + align - page` bytes and unmapping the
-//! misaligned head and the tail. Decommit is `madvise(MADV_DONTNEED)`: the
-//! pages go back at once and read as zero afterwards (`MADV_FREE` would keep
-//! RSS inflated until the kernel feels memory pressure).
+//! misaligned head and the tail.
+//!
+//! Decommit must leave pages that read as zero (the core's `CAN_DECOMMIT`
+//! contract: a decommitted slab comes back as a fresh one, and
+//! `alloc_zeroed` trusts it). On Linux it is `madvise(MADV_DONTNEED)`: the
+//! pages go back at once and read as zero afterwards (`MADV_FREE` would
+//! keep RSS inflated until the kernel feels memory pressure). macOS and
+//! FreeBSD have no `madvise` that zeroes (their `MADV_DONTNEED` and
+//! `MADV_FREE` may keep the old bytes), so there the range is mapped again
+//! in place with `MAP_FIXED`: the kernel drops the old pages and the range
+//! reads as zero, still readable and writable, in one call.
+//!
+//! Growing a large block without copying (`remap`) uses `mremap`, which
+//! only Linux has; elsewhere `CAN_REMAP` is false and the core copies.
 //!
 //! `contains` is answered by a bitmap with one bit per granule (the
 //! SuperSlab size) of the 48-bit address space, itself an anonymous
-//! `MAP_NORESERVE` mapping of 16 MiB (at 2 MiB granules; twice that with the
-//! start bitmap below) of which only the
+//! mapping of 16 MiB (at 2 MiB granules; twice that with the start bitmap
+//! below; `MAP_NORESERVE` where the system has it, FreeBSD reserves no swap
+//! for it anyway) of which only the
 //! pages covering used addresses are ever touched. Every region hakmem maps
 //! starts on a granule boundary, so the granule of any address inside a
 //! region starts inside that region, and a set bit means "the start of this
-//! granule is mapped".
+//! granule is mapped". (User address spaces of x86_64 and aarch64 Linux,
+//! macOS and FreeBSD lie below 2^48; a mapping above is refused.)
 //!
 //! A second bitmap marks the granules where regions start, for
 //! `region_start` (the hardened lookup).
 //!
-//! The page size is the system's (`AT_PAGESZ` from the aux vector, read
-//! without allocating), never a constant: see [`page_size`].
+//! The page size is the system's (`AT_PAGESZ` from the aux vector on Linux,
+//! `sysconf(_SC_PAGESIZE)` elsewhere, read without allocating), never a
+//! constant: see [`page_size`].
 //!
-//! A failed `madvise` or `munmap` is never swallowed: each is counted
-//! ([`LinuxPages::decommit_failures`], [`LinuxPages::unmap_failures`]) and
-//! shown by [`stats`](crate::stats).
+//! A failed `madvise`, `MAP_FIXED` remap or `munmap` is never swallowed:
+//! each is counted ([`LinuxPages::decommit_failures`],
+//! [`LinuxPages::unmap_failures`]) and shown by [`stats`](crate::stats).
 //!
 //! Invariants:
 //! - bit `g` is set iff granule `g`'s first byte lies in a live region;
@@ -35,21 +51,31 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use hakmem_core::PageSource;
-use rustix::mm::{
-    madvise, mmap_anonymous, mremap, mremap_fixed, munmap, Advice, MapFlags, MremapFlags, ProtFlags,
-};
+#[cfg(hakmem_std_linux)]
+use rustix::mm::{madvise, mremap, mremap_fixed, Advice, MremapFlags};
+use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
 const ADDRESS_BITS: u32 = 48;
+
+/// The bitmap's mapping: only touched pages ever cost memory, so no swap is
+/// reserved for it where the system would (FreeBSD has no `MAP_NORESERVE`
+/// and reserves none).
+#[cfg(not(target_os = "freebsd"))]
+const BITMAP_FLAGS: MapFlags = MapFlags::PRIVATE.union(MapFlags::NORESERVE);
+#[cfg(target_os = "freebsd")]
+const BITMAP_FLAGS: MapFlags = MapFlags::PRIVATE;
 
 /// The system's page size in bytes: `AT_PAGESZ` from the aux vector, as the
 /// C library read it at start-up (rustix's `param::page_size`, here backed
 /// by `sysconf(_SC_PAGESIZE)`, which neither allocates nor makes a system
-/// call).
+/// call; on macOS and FreeBSD the same `sysconf`). 16 KiB on Apple silicon.
 pub fn page_size() -> usize {
     rustix::param::page_size()
 }
 
-/// The Linux page source (anonymous mmap).
+/// The page source of hakmem-std: anonymous `mmap` (on Linux, macOS and
+/// FreeBSD alike; the name is historical, see the module doc for what
+/// differs).
 pub struct LinuxPages {
     granule_shift: u32,
     /// The `contains` bitmap, mapped on first use.
@@ -80,8 +106,8 @@ impl LinuxPages {
         self.mapped.load(Ordering::Relaxed)
     }
 
-    /// How many decommits (`madvise(MADV_DONTNEED)`) failed: those pages
-    /// stayed committed.
+    /// How many decommits (`madvise(MADV_DONTNEED)` on Linux, a `MAP_FIXED`
+    /// remap elsewhere) failed: those pages stayed committed.
     pub fn decommit_failures(&self) -> usize {
         self.decommit_failures.load(Ordering::Relaxed)
     }
@@ -120,7 +146,7 @@ impl LinuxPages {
                 ptr::null_mut(),
                 bytes,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
+                BITMAP_FLAGS,
             )
         }
         .ok()?
@@ -193,6 +219,30 @@ impl LinuxPages {
     }
 }
 
+/// Decommits `[ptr, ptr + size)` by mapping a fresh private anonymous
+/// range over it with `MAP_FIXED`: the kernel drops the old pages, and the
+/// range stays readable and writable and reads as zero. The decommit of
+/// macOS and FreeBSD; built on Linux too, where a test runs it. The kernel
+/// refuses a misaligned range (`EINVAL`) before touching anything.
+///
+/// # Safety
+/// The range is page-aligned, inside a live read-write private anonymous
+/// mapping of ours, and nobody relies on its bytes.
+#[cfg_attr(hakmem_std_linux, allow(dead_code))]
+unsafe fn map_fresh_in_place(ptr: NonNull<u8>, size: usize) -> rustix::io::Result<()> {
+    // SAFETY: per the caller; replacing the range with a mapping of the same
+    // kind and protection changes nothing else.
+    unsafe {
+        mmap_anonymous(
+            ptr.as_ptr().cast(),
+            size,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED,
+        )
+    }
+    .map(|_| ())
+}
+
 // SAFETY: regions come from mmap (zeroed, page-aligned, disjoint); the
 // alignment is produced by trimming; `contains` reflects exactly the live
 // granules (module invariants); all state is atomic, and nothing here calls
@@ -241,11 +291,12 @@ unsafe impl PageSource for LinuxPages {
         unsafe { self.unmap_raw(ptr.as_ptr() as usize, size) };
     }
 
-    const CAN_REMAP: bool = true;
+    const CAN_REMAP: bool = cfg!(hakmem_std_linux);
 
     /// `mremap` in place when the address space after the region is free,
     /// else onto a fresh aligned mapping with `MREMAP_FIXED` (the pages
-    /// move, nothing is copied).
+    /// move, nothing is copied). Linux only (`CAN_REMAP` is false elsewhere).
+    #[cfg(hakmem_std_linux)]
     unsafe fn remap(
         &self,
         ptr: NonNull<u8>,
@@ -285,9 +336,20 @@ unsafe impl PageSource for LinuxPages {
         Some(dst)
     }
 
+    /// `madvise(MADV_DONTNEED)` on Linux.
+    #[cfg(hakmem_std_linux)]
     unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: per the contract, nobody relies on these bytes.
         let r = unsafe { madvise(ptr.as_ptr().cast(), size, Advice::LinuxDontNeed) };
+        Self::count(&self.decommit_failures, r);
+    }
+
+    /// A fresh anonymous mapping over the range (`map_fresh_in_place`)
+    /// on macOS and FreeBSD, whose `madvise` does not promise zeroes.
+    #[cfg(not(hakmem_std_linux))]
+    unsafe fn decommit(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the contract.
+        let r = unsafe { map_fresh_in_place(ptr, size) };
         Self::count(&self.decommit_failures, r);
     }
 
@@ -333,7 +395,12 @@ mod tests {
         extern "C" {
             fn sysconf(name: i32) -> i64;
         }
+        #[cfg(target_os = "linux")]
         const SC_PAGESIZE: i32 = 30;
+        #[cfg(target_os = "macos")]
+        const SC_PAGESIZE: i32 = 29;
+        #[cfg(target_os = "freebsd")]
+        const SC_PAGESIZE: i32 = 47;
         // SAFETY: sysconf has no preconditions.
         let sys = unsafe { sysconf(SC_PAGESIZE) } as usize;
         assert_eq!(page_size(), sys);
@@ -359,5 +426,34 @@ mod tests {
         unsafe { pages.unmap(r, 4 * page) };
         assert_eq!(pages.unmap_failures(), 0);
         assert_eq!(pages.mapped_bytes(), 0);
+    }
+
+    /// The decommit of macOS and FreeBSD (a `MAP_FIXED` mapping in place),
+    /// run here on Linux: the range reads as zero afterwards and stays
+    /// writable, the pages around it keep their bytes, and a misaligned
+    /// range is refused with nothing touched.
+    #[test]
+    fn fresh_mapping_in_place_zeroes() {
+        let pages = LinuxPages::new(21);
+        let page = page_size();
+        let r = pages.map(4 * page, 1 << 21).expect("map");
+        let p = r.as_ptr();
+        // SAFETY: our fresh region of four pages.
+        unsafe { p.write_bytes(0xa5, 4 * page) };
+        // SAFETY: pages 1 and 2 of our region; nothing relies on them.
+        unsafe { map_fresh_in_place(r.byte_add(page), 2 * page) }.expect("MAP_FIXED");
+        // SAFETY: all four pages are still mapped and ours.
+        let bytes = unsafe { core::slice::from_raw_parts_mut(p, 4 * page) };
+        assert!(bytes[..page].iter().all(|&b| b == 0xa5));
+        assert!(bytes[page..3 * page].iter().all(|&b| b == 0));
+        assert!(bytes[3 * page..].iter().all(|&b| b == 0xa5));
+        bytes[page] = 7;
+        assert_eq!(bytes[page], 7);
+        // SAFETY: inside our region; the misaligned start makes the kernel
+        // refuse the call before it changes anything.
+        assert!(unsafe { map_fresh_in_place(r.byte_add(1), page) }.is_err());
+        assert_eq!(bytes[0], 0xa5);
+        // SAFETY: the region is ours and unused.
+        unsafe { pages.unmap(r, 4 * page) };
     }
 }

@@ -142,8 +142,9 @@ pub(crate) fn write_stderr(args: fmt::Arguments<'_>) {
     }
 }
 
-/// Runs at process exit (from `.fini_array`): prints the stats table when
-/// `HAKMEM_SHOW_STATS=1` (or `hakmem_option_set` turned it on).
+/// Runs at process exit (from `.fini_array` on Linux and FreeBSD, from
+/// `atexit` on macOS): prints the stats table when `HAKMEM_SHOW_STATS=1`
+/// (or `hakmem_option_set` turned it on).
 extern "C" fn at_exit() {
     if let Some(g) = global::global() {
         if crate::c_api::show_stats_at_exit(&g.cfg) {
@@ -152,9 +153,28 @@ extern "C" fn at_exit() {
     }
 }
 
+/// ELF systems run it from `.fini_array`, registered at link time.
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
 #[used]
 #[link_section = ".fini_array"]
 static AT_EXIT: extern "C" fn() = at_exit;
+
+/// Registers [`at_exit`] where no ELF `.fini_array` exists (macOS: Mach-O's
+/// termination sections are deprecated, `atexit` is the documented way).
+/// Called once, when the process-wide state is set up. (`atexit` allocates
+/// from the C library's `malloc`, which is not hakmem's here: hakmem-malloc
+/// is Linux-only.)
+pub(crate) fn register_at_exit() {
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        extern "C" {
+            fn atexit(f: extern "C" fn()) -> i32;
+        }
+        // SAFETY: `at_exit` is a plain function that lives as long as the
+        // program.
+        unsafe { atexit(at_exit) };
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,387 @@
+//! The `hardened` build's checks on block contents: canaries, freed-block
+//! poisoning and checked free-list links (docs/reliability.md, "Hardened
+//! mode"). The allocation bitmap that catches every double and invalid free
+//! lives with the SuperSlab (`superslab.rs`).
+//!
+//! Small blocks. A request of `n` bytes gets the smallest class of at least
+//! `max(n, 16) + 8` bytes, so every block ends with a *tail word* of its
+//! own, and the bytes between the request and the tail word are slack:
+//!
+//! ```text
+//! held:  | user data (n) | FILL × ≤ 8 | (slack) | tail = key(block) ^ n    |
+//! free:  | next | tag | FILL × 8 | ...            | tail = key(block) ^ FREE |
+//! ```
+//!
+//! - **Overflow** (free, `realloc`, `malloc_usable_size`): the tail word must
+//!   decode to a size that fits and the first 8 bytes of slack (all of it
+//!   where there is less) must still be `FILL`; a contiguous write past the
+//!   request breaks one or the other.
+//! - **Underflow** (free): the tail word of the block just below (the
+//!   previous block of the same slab) must decode to a held or a free block;
+//!   a write before the block's start lands there first.
+//! - **Write after free** (reuse): a freed block's third word is `FILL`
+//!   and its tail word says `FREE`; the allocation that takes it again checks
+//!   both and the tag, and the free-list link (`next`) must be null or a
+//!   carved block of the same slab (a poisoned link is never followed). So
+//!   the first 24 bytes and the last 8 of a freed block are watched; a write
+//!   after free elsewhere in a block larger than 32 bytes is not seen (a
+//!   fixed cost per operation, whatever the block's size).
+//!
+//! Large blocks carry a canary word just below the user pointer (in the
+//! header's padding) and 16 bytes of `FILL` just past the request, checked
+//! at free and `realloc`; their regions are unmapped at free instead of
+//! being cached, so a write after free faults.
+//!
+//! The tail word is read and written with atomic operations: a free (local
+//! or remote) reads the tail word of the block below, which that block's
+//! owner or freeing thread may be writing at the same time.
+
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::error::FreeErrorKind;
+use crate::heap::Heap;
+use crate::large::LargeBlock;
+use crate::locate::check_carved;
+use crate::page_source::PageSource;
+use crate::size_class::{class_for, class_of_table, class_size, MIN_ALIGN, TABLE_MAX};
+use crate::slab::{Block, Slab};
+use crate::superslab::SuperSlab;
+
+/// The byte that fills slack and freed blocks.
+pub(crate) const FILL: u8 = 0xdf;
+/// [`FILL`] in every byte of a word.
+const FILL_WORD: u64 = u64::from_ne_bytes([FILL; 8]);
+/// The size a free block's tail word encodes.
+const FREE: usize = usize::MAX;
+/// Bytes of `FILL` after a large block's request.
+pub(crate) const LARGE_TAIL: usize = 16;
+
+/// The bytes a small request of `n` bytes needs from its class (the slack
+/// and the tail word included); `None` when it overflows.
+#[inline(always)]
+pub(crate) fn padded(n: usize) -> Option<usize> {
+    n.max(16).checked_add(8)
+}
+
+/// The secret of a block's words: its address mixed with a salt, so a
+/// value written from outside rarely decodes (and never the same way at two
+/// addresses).
+#[inline(always)]
+fn key(addr: usize) -> usize {
+    // One multiplication by an odd constant (a bijection: neighbours never
+    // share a key), the top bit set so that a held size never decodes as
+    // FREE.
+    // (On 32-bit targets the constants are truncated: still odd.)
+    (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) ^ 0x2545_f491_4f6c_dd1d_u64 as usize)
+        | 1 << (usize::BITS - 1)
+}
+
+/// Offset of the poisoned word of a free block (after its link and tag).
+const POISON_AT: usize = 16;
+
+/// The slack word of a block of `size` bytes holding `n`: where it starts
+/// and which of its bytes are slack (the mask, in memory order). Up to 8
+/// bytes of slack right after the request; where the class leaves fewer,
+/// the word just below the tail word, whose top bytes are the slack.
+#[inline(always)]
+fn slack_word(n: usize, size: usize) -> (usize, u64) {
+    let len = size - 8 - n;
+    if len >= 8 {
+        (n, u64::MAX)
+    } else if len == 0 {
+        (size - 16, 0)
+    } else {
+        (size - 16, u64::MAX << (8 * (8 - len)))
+    }
+}
+
+/// The tail word of the block at `b` of `size` bytes.
+///
+/// # Safety
+/// `b` is a carved block of `size` bytes (at least 24), aligned to 8.
+#[inline(always)]
+unsafe fn tail<'a>(b: *mut u8, size: usize) -> &'a AtomicUsize {
+    // SAFETY: the last word of the block, aligned (sizes are multiples of
+    // 16, blocks aligned to 16); only ever accessed atomically.
+    unsafe { AtomicUsize::from_ptr(b.add(size - 8).cast::<usize>()) }
+}
+
+/// Arms a small block just handed out for a request of `n` bytes: its
+/// slack word filled, the size in the tail word.
+///
+/// # Safety
+/// `b` is a block of `size` bytes the caller just allocated, `n + 8 <= size`.
+#[inline(always)]
+pub(crate) unsafe fn arm(b: *mut u8, n: usize, size: usize) {
+    // SAFETY: per the caller.
+    unsafe {
+        let (at, mask) = slack_word(n, size);
+        let w = b.add(at).cast::<u64>();
+        w.write_unaligned((w.read_unaligned() & !mask) | (FILL_WORD & mask));
+        tail(b, size).store(key(b as usize) ^ n, Ordering::Relaxed);
+    }
+}
+
+/// The request size of a held small block, after checking its slack: a
+/// free block is `DoubleFree`, a broken tail word or slack `Overflow`.
+///
+/// # Safety
+/// `b` is a carved block of `size` bytes the application says it holds.
+#[inline(always)]
+pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErrorKind> {
+    // SAFETY: per the caller.
+    unsafe {
+        let n = tail(b, size).load(Ordering::Relaxed) ^ key(b as usize);
+        if n == FREE {
+            return Err(FreeErrorKind::DoubleFree);
+        }
+        if n > size - 8 {
+            return Err(FreeErrorKind::Overflow);
+        }
+        let (at, mask) = slack_word(n, size);
+        if (b.add(at).cast::<u64>().read_unaligned() ^ FILL_WORD) & mask != 0 {
+            return Err(FreeErrorKind::Overflow);
+        }
+        Ok(n)
+    }
+}
+
+/// Checks the tail word of the block below `b` in its slab (none for the
+/// slab's first block): held or free, else `Underflow`.
+///
+/// # Safety
+/// `b` is a carved block of `slab`, a slab of the live SuperSlab `ss`.
+#[inline(always)]
+unsafe fn check_below(
+    ss: *mut SuperSlab,
+    slab: *const Slab,
+    b: *mut u8,
+) -> Result<(), FreeErrorKind> {
+    // SAFETY: per the caller; the block below is carved (carving goes up).
+    unsafe {
+        let size = (*slab).size as usize;
+        let off = b as usize - ss as usize;
+        if off < (*slab).start as usize + size {
+            return Ok(());
+        }
+        let below = b.sub(size);
+        let n = tail(below, size).load(Ordering::Relaxed) ^ key(below as usize);
+        if n == FREE || n <= size - 8 {
+            Ok(())
+        } else {
+            Err(FreeErrorKind::Underflow)
+        }
+    }
+}
+
+/// All the checks of a small free: its slack and tail word intact, the
+/// block below intact, and held (the allocation bitmap). `owner`: the
+/// caller owns the SuperSlab, and the bit is cleared here (the one write
+/// the free makes before it succeeds); remote frees only read the bitmap.
+/// On `Err` nothing has changed.
+///
+/// # Safety
+/// `b` is a carved block start of `slab` in the live SuperSlab `ss`.
+#[inline(always)]
+pub(crate) unsafe fn check_free(
+    ss: *mut SuperSlab,
+    slab: *const Slab,
+    units: u8,
+    b: *mut u8,
+    owner: bool,
+) -> Result<(), FreeErrorKind> {
+    // SAFETY: per the caller.
+    unsafe {
+        let off = b as usize - ss as usize;
+        let r = held_size(b, (*slab).size as usize).and_then(|_| check_below(ss, slab, b));
+        if r.is_err() || !owner {
+            // A clear bit makes any fault a double free (of a block
+            // written after its first free, maybe).
+            if !SuperSlab::is_allocated(ss, units, off) {
+                return Err(FreeErrorKind::DoubleFree);
+            }
+            return r;
+        }
+        // A clear bit here: a freed block whose tail word was forged.
+        if !SuperSlab::mark_free(ss, units, off) {
+            return Err(FreeErrorKind::DoubleFree);
+        }
+        Ok(())
+    }
+}
+
+/// Poisons a small block being freed: its third word filled, the tail word
+/// set to `FREE`. (Bytes 0..16 are the link and tag.)
+///
+/// # Safety
+/// `b` is a block of `size` bytes being freed.
+#[inline(always)]
+pub(crate) unsafe fn poison(b: *mut u8, size: usize) {
+    // SAFETY: per the caller.
+    unsafe {
+        b.add(POISON_AT).cast::<u64>().write(FILL_WORD);
+        tail(b, size).store(key(b as usize) ^ FREE, Ordering::Relaxed);
+    }
+}
+
+/// Checks a free block before it is handed out again: still poisoned, its
+/// link null or a carved block of the same slab. `Err` means it was written
+/// after it was freed.
+///
+/// # Safety
+/// `b` is on the free list of `slab`, a slab of the live SuperSlab `ss`.
+#[inline(always)]
+pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut Block) -> bool {
+    // SAFETY: per the caller.
+    unsafe {
+        let size = (*slab).size as usize;
+        let p = b.cast::<u8>();
+        if tail(p, size).load(Ordering::Relaxed) != key(p as usize) ^ FREE
+            || p.add(POISON_AT).cast::<u64>().read() != FILL_WORD
+        {
+            return false;
+        }
+        let next = (*b).next as usize;
+        // `check_carved` refuses any offset outside `[start, bump)`,
+        // including the huge ones of a link outside the SuperSlab.
+        next == 0 || check_carved(slab, next.wrapping_sub(ss as usize)).is_ok()
+    }
+}
+
+/// The canary word of a large block, just below its user pointer.
+///
+/// # Safety
+/// `h` is a live large block header.
+unsafe fn large_canary(h: *mut LargeBlock) -> *mut usize {
+    // SAFETY: the user pointer is at least 16 bytes past the header (or,
+    // for blocks aligned to the SuperSlab size, a SuperSlab past it), so the
+    // word below it is padding of the region.
+    unsafe { (*h).base.with_addr((*h).user - 8).cast::<usize>() }
+}
+
+/// Arms a large block of `size` bytes: its canary word and [`LARGE_TAIL`]
+/// bytes of [`FILL`] past the request.
+///
+/// # Safety
+/// `h` is a live large block header whose region holds `size +
+/// LARGE_TAIL` bytes from its user pointer.
+pub(crate) unsafe fn arm_large(h: *mut LargeBlock, size: usize) {
+    // SAFETY: per the caller.
+    unsafe {
+        large_canary(h).write(key((*h).user));
+        let user = (*h).base.with_addr((*h).user);
+        ptr::write_bytes(user.add(size), FILL, LARGE_TAIL);
+    }
+}
+
+/// Checks a live large block's canary (`Underflow`) and tail (`Overflow`).
+///
+/// # Safety
+/// `h` is a live large block header, armed by [`arm_large`].
+pub(crate) unsafe fn check_large(h: *mut LargeBlock) -> Result<(), FreeErrorKind> {
+    // SAFETY: per the caller.
+    unsafe {
+        if large_canary(h).read() != key((*h).user) {
+            return Err(FreeErrorKind::Underflow);
+        }
+        let user = (*h).base.with_addr((*h).user);
+        let t = user.add((*h).size).cast::<u64>();
+        if t.read_unaligned() != FILL_WORD || t.add(1).read_unaligned() != FILL_WORD {
+            return Err(FreeErrorKind::Overflow);
+        }
+    }
+    Ok(())
+}
+
+impl<P: PageSource> Heap<P> {
+    /// `alloc` in the hardened build: small requests get a class with room
+    /// for their slack and tail word, then are armed; large ones are armed
+    /// by `alloc_large`.
+    #[inline(always)]
+    pub(crate) fn alloc_hardened(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        let Some(need) = padded(size) else {
+            return ptr::null_mut();
+        };
+        if align.is_power_of_two() && align.max(MIN_ALIGN) <= self.geo.unit_size() {
+            let c = if need <= TABLE_MAX && align <= MIN_ALIGN {
+                Some(class_of_table(need))
+            } else {
+                class_for(need, align.max(MIN_ALIGN))
+            };
+            if let Some(c) = c.filter(|&c| c < self.geo.slab_classes) {
+                // Zeroed here, the request only: zeroing the whole block
+                // would clear its tail word, which a free of the block above
+                // (on another thread) may be reading as the block below's.
+                let b = self.alloc_class(c, false);
+                if !b.is_null() {
+                    // SAFETY: a block of class `c` just handed out, and
+                    // `size + 8 <= need <= class_size(c)`.
+                    unsafe {
+                        if zero {
+                            ptr::write_bytes(b, 0, size);
+                        }
+                        arm(b, size, class_size(c));
+                    }
+                }
+                return b;
+            }
+        }
+        // A large block, even for a size a slab class would serve without
+        // the canary's bytes.
+        if !align.is_power_of_two() || size > isize::MAX as usize - align {
+            return ptr::null_mut();
+        }
+        self.alloc_large(size, align.max(MIN_ALIGN), zero)
+    }
+
+    /// Re-arms a block resized in place to `n` bytes.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of this heap (`large`: its header, if large)
+    /// that holds `n` bytes and their slack.
+    pub(crate) unsafe fn rearm(&self, ptr: *mut u8, large: Option<*mut LargeBlock>, n: usize) {
+        // SAFETY: per the caller.
+        unsafe {
+            match large {
+                Some(h) => arm_large(h, n),
+                None => {
+                    let ss = self.superslab_of(ptr);
+                    let slab = SuperSlab::slab_of(ss, ptr as usize, self.geo.unit_shift);
+                    arm(ptr, n, (*slab).size as usize);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overwritten_tail_words_never_decode() {
+        for a in (0x1000usize..0x100000).step_by(16) {
+            // A held size has the top bit set, FREE has it clear, and a
+            // tail word overwritten with FILL (or zeros) decodes to neither.
+            assert_eq!(key(a) >> (usize::BITS - 1), 1);
+            assert_ne!(key(a), key(a + 16));
+            for w in [
+                FILL_WORD as usize,
+                0,
+                usize::from_ne_bytes([0x41; core::mem::size_of::<usize>()]),
+            ] {
+                let n = w ^ key(a);
+                assert!(n != FREE && n > u32::MAX as usize, "{a:#x} {w:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn padded_sizes_leave_room_for_the_tail_word() {
+        assert_eq!(padded(0), Some(24));
+        assert_eq!(padded(16), Some(24));
+        assert_eq!(padded(100), Some(108));
+        assert_eq!(padded(usize::MAX), None);
+    }
+}
