@@ -87,6 +87,8 @@ impl Arena for Hakmem {
     }
 }
 
+/// hakmem-bare with the geometry `Config::for_heap` picks for the region
+/// (every region here is aligned to 2 MiB, so to any SuperSlab it picks).
 fn make_hakmem(r: &Region) -> Box<dyn Arena> {
     // SAFETY: the region is used by this arena alone until it is dropped.
     Box::new(Hakmem(
