@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Reliability checks of issue 11 (called by .ci/run): the fuzz corpus
+# replayed on stable, then each cargo-fuzz target for FUZZ_SECONDS (60)
+# when nightly is there (cargo-fuzz installed if missing). Each fuzz run
+# prints libFuzzer's "Done N runs" and the target's own count of
+# operations executed and checked; any finding fails the script, and
+# libFuzzer leaves the input under fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+step() { printf '\n== %s ==\n' "$*"; }
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+TARGETS=(core_ops bare_ops c_abi)
+
+step "fuzz: formatting and the committed corpus replayed on stable (cargo test in fuzz/)"
+(cd fuzz && cargo fmt -- --check && cargo test --release -- --nocapture 2>&1 | grep -E "inputs,|test result|panicked|FAILED" )
+# grep's status hides cargo's: run again quietly for the status.
+(cd fuzz && cargo test --release -q >/dev/null)
+
+step "fuzz: cargo +nightly fuzz run, ${FUZZ_SECONDS} s per target"
+if cargo +nightly --version >/dev/null 2>&1; then
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "installing cargo-fuzz (cargo install --locked cargo-fuzz)"
+    cargo install --locked cargo-fuzz >/tmp/hakmem-cargo-fuzz-install.log 2>&1 \
+      || { tail -5 /tmp/hakmem-cargo-fuzz-install.log; echo "FAILED: cargo install cargo-fuzz"; exit 1; }
+  fi
+  cargo +nightly fuzz build >/dev/null
+  for t in "${TARGETS[@]}"; do
+    # A scratch corpus, so the committed one stays small; libFuzzer reads
+    # the committed inputs first.
+    work=$(mktemp -d)
+    log=$(mktemp)
+    if ! cargo +nightly fuzz run "$t" "$work" "fuzz/corpus/$t" -- \
+        -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 >"$log" 2>&1; then
+      grep -E "panicked|ERROR|SUMMARY|artifact" -A3 "$log" | head -40
+      echo "FAILED: fuzz target $t found a bug (input under fuzz/artifacts/$t)"; exit 1
+    fi
+    grep -E "^Done [0-9]+ runs|^hakmem-fuzz" "$log"
+    rm -rf "$work" "$log"
+  done
+else
+  echo "NOTE: no nightly toolchain here (rustup refused), so the fuzz targets"
+  echo "      do not run; the corpus replay above did."
+fi
