@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reliability checks of issue 11 (called by .ci/run): the fuzz corpus
+# Reliability checks of issue 11 (called by .ci/run). pipefail: a failing
+# cargo fails its `| grep` pipeline. The fuzz corpus
 # replayed on stable, then each cargo-fuzz target for FUZZ_SECONDS (60)
 # when nightly is there (cargo-fuzz installed if missing). Each fuzz run
 # prints libFuzzer's "Done N runs" and the target's own count of
@@ -14,8 +15,6 @@ TARGETS=(core_ops bare_ops c_abi)
 
 step "fuzz: formatting and the committed corpus replayed on stable (cargo test in fuzz/)"
 (cd fuzz && cargo fmt -- --check && cargo test --release -- --nocapture 2>&1 | grep -E "inputs,|test result|panicked|FAILED" )
-# grep's status hides cargo's: run again quietly for the status.
-(cd fuzz && cargo test --release -q >/dev/null)
 
 step "fuzz: cargo +nightly fuzz run, ${FUZZ_SECONDS} s per target"
 if cargo +nightly --version >/dev/null 2>&1; then
@@ -42,3 +41,7 @@ else
   echo "NOTE: no nightly toolchain here (rustup refused), so the fuzz targets"
   echo "      do not run; the corpus replay above did."
 fi
+
+step "stress: hakmem-std/tests/stress.rs in release, 25 s (threads re-created each round, objects migrating, survivors, RSS bounded)"
+STRESS_SECONDS=${STRESS_SECONDS:-25} cargo test --release -p hakmem-std --test stress -- --nocapture 2>&1 \
+  | grep -E "^stress:|test result|panicked|FAILED"
