@@ -45,3 +45,25 @@ fi
 step "stress: hakmem-std/tests/stress.rs in release, 25 s (threads re-created each round, objects migrating, survivors, RSS bounded)"
 STRESS_SECONDS=${STRESS_SECONDS:-25} cargo test --release -p hakmem-std --test stress -- --nocapture 2>&1 \
   | grep -E "^stress:|test result|panicked|FAILED"
+
+step "ThreadSanitizer: hakmem-std's threaded tests and the stress test (-Zsanitizer=thread -Zbuild-std)"
+# --cfg hakmem_tsan: LinuxPages maps through the C library's mmap/munmap,
+# which TSan intercepts (docs/reliability.md, "ThreadSanitizer"); the RSS
+# bounds are not checked there (TSan's shadow memory is in the RSS).
+if cargo +nightly --version >/dev/null 2>&1 && rustup component add rust-src --toolchain nightly >/dev/null 2>&1; then
+  log=$(mktemp)
+  if ! STRESS_SECONDS=5 RUSTFLAGS="-Zsanitizer=thread --cfg hakmem_tsan" TSAN_OPTIONS="halt_on_error=1" \
+      cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --target-dir target/tsan \
+      -p hakmem-std --lib --test threads --test stress --test collections --test fault --test oom \
+      -- --nocapture >"$log" 2>&1; then
+    grep -E "WARNING: ThreadSanitizer|SUMMARY|panicked" -A12 "$log" | head -60
+    echo "FAILED: the ThreadSanitizer run"; exit 1
+  fi
+  grep -E "^test result|^stress:" "$log"
+  n=$(grep -c "WARNING: ThreadSanitizer" "$log" || true)
+  echo "ThreadSanitizer reports: $n"
+  [ "$n" = 0 ] || { echo "FAILED: ThreadSanitizer reported races"; exit 1; }
+  rm -f "$log"
+else
+  echo "NOTE: no nightly toolchain with rust-src here, so the ThreadSanitizer run is skipped."
+fi

@@ -23,6 +23,12 @@ static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
 mod common;
 use common::{mib, rss};
 
+/// Under ThreadSanitizer (`--cfg hakmem_tsan`) the resident set is not
+/// hakmem's: TSan's shadow memory grows with every byte the program
+/// touches and is never returned, so the RSS bounds are not checked (the
+/// block counts still are).
+const TSAN: bool = cfg!(hakmem_tsan);
+
 /// Shared slots objects migrate through.
 const SLOTS: usize = 4096;
 /// Operations per thread per round.
@@ -247,7 +253,7 @@ fn threads_exchange_objects_over_rounds_contents_kept_rss_bounded() {
         peak_rss = peak_rss.max(now);
         let bound = 2 * live + threads * (8 << 20) + (16 << 20);
         assert!(
-            now <= bound,
+            now <= bound || TSAN,
             "round {rounds}: RSS {:.1} MiB over the baseline with {:.1} MiB live (bound {:.1} MiB)\n{}",
             mib(now),
             mib(live),
@@ -282,7 +288,7 @@ fn threads_exchange_objects_over_rounds_contents_kept_rss_bounded() {
         let g = hakmem_std::stats();
         let held_ok = g.process.held_blocks <= before.process.held_blocks + 200;
         let now = rss();
-        if held_ok && now <= baseline + (2 << 20) {
+        if held_ok && (now <= baseline + (2 << 20) || TSAN) {
             println!(
                 "stress: {rounds} rounds of {threads} threads in {:.1} s; peak live {:.1} MiB, \
                  peak RSS +{:.1} MiB; after free-all +{:.2} MiB at once, +{:.2} MiB after {:.2} s",
