@@ -46,6 +46,7 @@
 #[cfg(feature = "allocator-api2")]
 mod allocator;
 mod error;
+mod fault;
 mod global;
 mod local;
 mod lock;
@@ -55,8 +56,10 @@ mod shared;
 mod slot;
 
 pub use error::BareError;
+pub use fault::{is_poisoned, set_fault_handler};
 pub use global::BareHeap;
 pub use hakmem_core::{Config, FreeError, FreeErrorKind, PageSource, Stats};
+pub use hakmem_core::{Fault, FaultHandler, FaultKind};
 pub use local::{BareStats, LocalHeap, OomCtx, OomHook, BARE_CONFIG};
 #[cfg(all(target_arch = "arm", target_os = "none"))]
 pub use lock::InterruptLock;
