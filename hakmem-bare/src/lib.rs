@@ -19,6 +19,10 @@
 //!   function you supply), each behind its own lock, over one
 //!   [`SharedRegion`]; a free of another core's block goes to its owner's
 //!   remote list, and a core out of memory trims idle cores' heaps.
+//! - Faults ([`set_fault_handler`]): heap corruption found by the core
+//!   poisons every bare heap — the locked ones never wait for their lock
+//!   again — then calls your handler with a [`Fault`]; invalid frees
+//!   through `GlobalAlloc` reach the same handler.
 //!
 //! ```ignore
 //! #[global_allocator]
