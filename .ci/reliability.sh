@@ -55,6 +55,7 @@ if cargo +nightly --version >/dev/null 2>&1 && rustup component add rust-src --t
   if ! STRESS_SECONDS=5 RUSTFLAGS="-Zsanitizer=thread --cfg hakmem_tsan" TSAN_OPTIONS="halt_on_error=1" \
       cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu --target-dir target/tsan \
       -p hakmem-std --lib --test threads --test stress --test collections --test fault --test oom \
+      --test tls_teardown --test trim \
       -- --nocapture >"$log" 2>&1; then
     grep -E "WARNING: ThreadSanitizer|SUMMARY|panicked" -A12 "$log" | head -60
     echo "FAILED: the ThreadSanitizer run"; exit 1
