@@ -28,6 +28,8 @@ pub enum BareError {
     TooManyRegions,
     /// The heap configuration is invalid.
     Config(ConfigError),
+    /// A fault poisoned the heaps ([`is_poisoned`](crate::is_poisoned)).
+    Poisoned,
 }
 
 impl From<ConfigError> for BareError {
@@ -47,6 +49,7 @@ impl fmt::Display for BareError {
             BareError::TooSmall => "the region is too small or misaligned to hold any block",
             BareError::Overlap => "the region overlaps one already claimed",
             BareError::TooManyRegions => "too many regions claimed",
+            BareError::Poisoned => "a fault stopped the heap",
             BareError::Config(e) => return write!(f, "hakmem-bare: {e}"),
         };
         write!(f, "hakmem-bare: {msg}")

@@ -5,7 +5,9 @@
 //! - the slot's heap is built from a successful `init` on, for good (a
 //!   second `init` changes nothing), in place (see `slot.rs`);
 //! - no panic happens while the lock is held: invalid frees are reported
-//!   after the guard is dropped.
+//!   after the guard is dropped; corruption found by the core inside a
+//!   call poisons the heaps before the fault handler runs, and a poisoned
+//!   heap never waits for its lock (`fault.rs`).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
@@ -97,7 +99,7 @@ impl<L: RawLock> BareHeap<L> {
     /// Unless an error is returned, `[start, start + len)` must be valid for
     /// reads and writes and used by nothing but this heap from now on.
     pub unsafe fn init(&self, start: *mut u8, len: usize) -> Result<(), BareError> {
-        let mut g = self.heap.lock();
+        let mut g = self.heap.lock_live().ok_or(BareError::Poisoned)?;
         if g.is_ready() {
             return Err(BareError::AlreadyInitialized);
         }
@@ -116,7 +118,7 @@ impl<L: RawLock> BareHeap<L> {
     /// # Safety
     /// As [`init`](Self::init).
     pub unsafe fn claim(&self, start: *mut u8, len: usize) -> Result<usize, BareError> {
-        let mut g = self.heap.lock();
+        let mut g = self.heap.lock_live().ok_or(BareError::Poisoned)?;
         let h = g.get().ok_or(BareError::NotInitialized)?;
         // SAFETY: forwarded caller contract.
         unsafe { h.claim(start, len) }
@@ -130,13 +132,15 @@ impl<L: RawLock> BareHeap<L> {
 
     /// Whether `init` succeeded.
     pub fn is_initialized(&self) -> bool {
-        self.heap.lock().is_ready()
+        self.heap.lock_live().is_some_and(|g| g.is_ready())
     }
 
-    /// Runs `f` on the heap, locked; `None` before `init`. `f` must not
-    /// allocate through this heap (it would deadlock).
+    /// Runs `f` on the heap, locked; `None` before `init`, or once a fault
+    /// poisoned the heaps ([`is_poisoned`](crate::is_poisoned)). `f` must
+    /// not allocate through this heap (it would deadlock).
     pub fn with<R>(&self, f: impl FnOnce(&mut LocalHeap) -> R) -> Option<R> {
-        self.heap.lock().get().map(f)
+        let mut g = self.heap.lock_live()?;
+        g.get().map(f)
     }
 
     /// Exact figures; `None` before `init`.
@@ -170,17 +174,27 @@ unsafe impl<L: RawLock> GlobalAlloc for BareHeap<L> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let Some(mut g) = self.heap.lock_live() else {
+            return; // poisoned: the free is dropped
+        };
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours,
         // allocated with `layout`.
-        let r = self.with(|h| unsafe { h.try_dealloc(ptr, layout) });
+        let r = g.get().map(|h| unsafe { h.try_dealloc(ptr, layout) });
+        drop(g);
         freed(r, ptr)
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(mut g) = self.heap.lock_live() else {
+            return ptr::null_mut(); // poisoned
+        };
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours,
         // allocated with `layout`, and `new_size` is valid for its alignment.
-        let r = self.with(|h| unsafe { h.try_realloc(ptr, layout, new_size) });
+        let r = g
+            .get()
+            .map(|h| unsafe { h.try_realloc(ptr, layout, new_size) });
+        drop(g);
         freed(r, ptr)
     }
 }

@@ -19,6 +19,10 @@
 //!   function you supply), each behind its own lock, over one
 //!   [`SharedRegion`]; a free of another core's block goes to its owner's
 //!   remote list, and a core out of memory trims idle cores' heaps.
+//! - Faults ([`set_fault_handler`]): heap corruption found by the core
+//!   poisons every bare heap — the locked ones never wait for their lock
+//!   again — then calls your handler with a [`Fault`]; invalid frees
+//!   through `GlobalAlloc` reach the same handler.
 //!
 //! ```ignore
 //! #[global_allocator]
@@ -46,6 +50,7 @@
 #[cfg(feature = "allocator-api2")]
 mod allocator;
 mod error;
+mod fault;
 mod global;
 mod local;
 mod lock;
@@ -55,8 +60,10 @@ mod shared;
 mod slot;
 
 pub use error::BareError;
+pub use fault::{is_poisoned, set_fault_handler};
 pub use global::BareHeap;
 pub use hakmem_core::{Config, FreeError, FreeErrorKind, PageSource, Stats};
+pub use hakmem_core::{Fault, FaultHandler, FaultKind};
 pub use local::{BareStats, LocalHeap, OomCtx, OomHook, BARE_CONFIG};
 #[cfg(all(target_arch = "arm", target_os = "none"))]
 pub use lock::InterruptLock;

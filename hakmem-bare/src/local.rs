@@ -216,6 +216,7 @@ impl<S: PageSource + RegionSource> LocalHeap<S> {
         source: S,
         cfg: Config,
     ) -> Result<&mut LocalHeap<S>, BareError> {
+        crate::fault::install();
         let p = slot.as_mut_ptr();
         // SAFETY: every field of the slot is written once, through raw
         // pointers into it, before it is read.

@@ -192,6 +192,25 @@ impl<L: RawLock, T> Locked<L, T> {
         }
     }
 
+    /// Waits for the lock unless a fault poisoned the heaps (then, or if it
+    /// happens while waiting, `None`): never waits forever on a lock that a
+    /// faulting call holds (see `fault.rs`).
+    #[inline]
+    pub(crate) fn lock_live(&self) -> Option<LockedGuard<'_, L, T>> {
+        loop {
+            if crate::fault::is_poisoned() {
+                return None;
+            }
+            if let Some(g) = self.try_lock() {
+                if crate::fault::is_poisoned() {
+                    return None;
+                }
+                return Some(g);
+            }
+            core::hint::spin_loop();
+        }
+    }
+
     /// Takes the lock if it is free now.
     #[inline]
     pub fn try_lock(&self) -> Option<LockedGuard<'_, L, T>> {

@@ -190,7 +190,8 @@ impl<L: RawLock + 'static, const N: usize> PerCoreHeap<L, N> {
     /// before `init` or for `core >= N`. `f` must not allocate through
     /// this heap.
     pub fn with_core<R>(&self, core: usize, f: impl FnOnce(&mut CoreHeap<L>) -> R) -> Option<R> {
-        self.heaps.get(core)?.lock().get().map(f)
+        let mut g = self.heaps.get(core)?.lock_live()?;
+        g.get().map(f)
     }
 
     /// Core `core`'s exact figures. Its `live_bytes` counts what was
@@ -249,7 +250,9 @@ impl<L: RawLock + 'static, const N: usize> PerCoreHeap<L, N> {
     #[inline]
     fn alloc_with(&self, layout: Layout, zero: bool) -> *mut u8 {
         let me = self.core();
-        let mut g = self.heaps[me].lock();
+        let Some(mut g) = self.heaps[me].lock_live() else {
+            return ptr::null_mut(); // poisoned
+        };
         match g.get() {
             Some(h) => h.alloc_with(layout, zero, &mut || self.reclaim(me)),
             None => ptr::null_mut(),
@@ -276,7 +279,9 @@ unsafe impl<L: RawLock + 'static, const N: usize> GlobalAlloc for PerCoreHeap<L,
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let r = {
-            let mut g = self.heaps[self.core()].lock();
+            let Some(mut g) = self.heaps[self.core()].lock_live() else {
+                return; // poisoned: the free is dropped
+            };
             // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours,
             // allocated with `layout`.
             g.get().map(|h| unsafe { h.try_dealloc(ptr, layout) })
@@ -288,7 +293,9 @@ unsafe impl<L: RawLock + 'static, const N: usize> GlobalAlloc for PerCoreHeap<L,
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let me = self.core();
         let r = {
-            let mut g = self.heaps[me].lock();
+            let Some(mut g) = self.heaps[me].lock_live() else {
+                return ptr::null_mut(); // poisoned
+            };
             // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours,
             // allocated with `layout`, and `new_size` is valid for its
             // alignment.

@@ -7,11 +7,12 @@
 //! - the heap is built in the slot by `LocalHeap::new_in_with`, never as a
 //!   whole value on the stack and moved in;
 //! - no panic happens while a heap's lock is held: invalid frees are
-//!   reported by the callers after their guard is dropped.
+//!   reported by the callers after their guard is dropped (faults the core
+//!   finds inside a heap call poison the heaps first: see `fault.rs`).
 
 use core::mem::MaybeUninit;
 
-use hakmem_core::{Config, FreeError, FreeErrorKind, PageSource};
+use hakmem_core::{Config, Fault, FreeError, FreeErrorKind, PageSource};
 
 use crate::error::BareError;
 use crate::local::{LocalHeap, OomHook};
@@ -76,14 +77,15 @@ impl<S: PageSource + RegionSource> Drop for Slot<S> {
     }
 }
 
-/// Reports an invalid free by panicking with hakmem's message. `extern "C"`
-/// so the panic cannot unwind out of the allocator: where panics unwind it
-/// aborts after the message; on bare metal the panic handler gets it.
+/// Reports an invalid free to the fault handler (`fault.rs`; default: a
+/// panic with hakmem's message). `extern "C"` so nothing unwinds out of the
+/// allocator: where panics unwind, a handler that panics aborts after its
+/// message; on bare metal the panic handler gets it.
 #[cold]
 #[inline(never)]
 #[allow(improper_ctypes_definitions)] // called from Rust only
 extern "C" fn invalid_free(e: FreeError) -> ! {
-    panic!("{e}")
+    crate::fault::report(&Fault::from(e))
 }
 
 /// The outcome of a free or realloc through a locked heap, taken after the

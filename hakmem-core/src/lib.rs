@@ -74,9 +74,8 @@ mod superslab;
 
 pub use check::CheckError;
 pub use config::{Config, ConfigError, Geometry};
-pub use error::{FreeError, FreeErrorKind};
+pub use error::{set_fault_handler, Fault, FaultHandler, FaultKind, FreeError, FreeErrorKind};
 pub use heap::Heap;
 pub use page_source::PageSource;
 pub use remote::free_remote;
-pub use slab::{set_corruption_handler, CORRUPTION_MESSAGE};
 pub use stats::{ClassStats, Stats};

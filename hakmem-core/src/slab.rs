@@ -25,6 +25,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
+use crate::error::{fault, FaultKind};
 use crate::heap::Heap;
 use crate::medium::MEDIUM_CLASS;
 use crate::page_source::PageSource;
@@ -50,38 +51,15 @@ pub(crate) fn free_tag(block: *mut u8) -> usize {
     (block as usize) ^ FREE_SALT
 }
 
-/// What hakmem says when it stops on heap corruption.
-pub const CORRUPTION_MESSAGE: &str =
-    "a free block was overwritten (use after free, or a double free after a write)";
-
-/// The handler [`corrupted`] calls; null: panic.
-static CORRUPTION_HANDLER: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
-
-/// Installs the function called when a free block is found overwritten
-/// (instead of panicking, which allocates: a backend serving the global
-/// allocator reports and aborts without allocating). It receives the
-/// block's address and must not return.
-pub fn set_corruption_handler(handler: fn(usize) -> !) {
-    CORRUPTION_HANDLER.store(handler as *mut (), Ordering::Release);
-}
-
-/// Stops on a free block that was written after it was freed (its free tag
-/// is gone, so the link beside it cannot be trusted): a use after free, or a
-/// double free after such a write. Never returns.
+/// Stops on a free block that was written after it was freed (its free tag is
+/// gone, so the link beside it cannot be trusted): a use after free, or a
+/// double free after such a write. Reported as
+/// [`FaultKind::FreeBlockOverwritten`] through the platform's fault handler
+/// ([`set_fault_handler`](crate::set_fault_handler)). Never returns.
 #[cold]
 #[inline(never)]
 pub(crate) fn corrupted(block: *mut u8) -> ! {
-    let h = CORRUPTION_HANDLER.load(Ordering::Acquire);
-    if !h.is_null() {
-        // SAFETY: only `set_corruption_handler` stores here, from a
-        // `fn(usize) -> !`.
-        let f: fn(usize) -> ! = unsafe { core::mem::transmute::<*mut (), fn(usize) -> !>(h) };
-        f(block as usize);
-    }
-    panic!(
-        "hakmem: heap corruption at {:#x}: {}",
-        block as usize, CORRUPTION_MESSAGE
-    )
+    fault(FaultKind::FreeBlockOverwritten, block as usize)
 }
 
 /// Slab flag: linked into its class's partial list.

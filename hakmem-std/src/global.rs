@@ -14,7 +14,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use hakmem_core::FreeError;
+use hakmem_core::{Fault, FreeError};
 
 use crate::env::Config;
 use crate::heaps::{self, Slot, StdHeap, ABANDONED, CLAIMED, FREE, OWNED};
@@ -67,7 +67,7 @@ pub(crate) fn global() -> Option<&'static Global> {
 fn init(cfg: Config) -> Option<&'static Global> {
     let g = GLOBAL.try_call_once(|| {
         let cfg = cfg.with_env();
-        hakmem_core::set_corruption_handler(corrupted);
+        hakmem_core::set_fault_handler(fault_abort);
         crate::stats::register_at_exit();
         let geometry = cfg.core.geometry().map_err(|_| ())?;
         Ok::<Global, ()>(Global {
@@ -296,21 +296,20 @@ fn thread_exit() {
     s.leave();
 }
 
-/// Reports heap corruption found by the core and aborts, without allocating.
-fn corrupted(addr: usize) -> ! {
-    crate::stats::write_stderr(format_args!(
-        "hakmem: heap corruption at {addr:#x}: {}\n",
-        hakmem_core::CORRUPTION_MESSAGE
-    ));
+/// hakmem-std's fault handler (`hakmem_core::set_fault_handler`): writes
+/// the fault's one-line message to fd 2 with one `write(2)` from a stack
+/// buffer and aborts — no allocation, so it works inside the allocator, on
+/// any thread, and in a child after `fork`.
+fn fault_abort(f: &Fault) -> ! {
+    crate::stats::write_stderr(format_args!("{f}\n"));
     std::process::abort()
 }
 
-/// Reports an invalid free and aborts, without allocating.
+/// Reports an invalid free (as a [`Fault`]) and aborts, without allocating.
 #[cold]
 #[inline(never)]
 pub(crate) fn invalid_free(e: FreeError) -> ! {
-    crate::stats::write_stderr(format_args!("{e}\n"));
-    std::process::abort()
+    fault_abort(&Fault::from(e))
 }
 
 /// Runs an allocation `attempt` on `h`; when it fails, gives the heap's

@@ -97,8 +97,16 @@ pub use stats::{stats, thread_stats, GlobalStats};
 /// frees other threads made into its heap, and the memory of dead threads'
 /// heaps. Returns the number of SuperSlabs released.
 pub fn trim() -> usize {
-    let own = global::with_current_heap(|h| h.trim(), 0);
-    own + purge::pass(true).released
+    // Twice: a heap's collection first hands the frees it batched for other
+    // heaps to their owners, and this round may have visited those owners
+    // already. After one round every visited heap's batches are handed
+    // over, so the second round collects them and finds none new.
+    let mut released = 0;
+    for _ in 0..2 {
+        released += global::with_current_heap(|h| h.trim(), 0);
+        released += purge::pass(true).released;
+    }
+    released
 }
 
 #[cfg(hakmem_std_supported)]

@@ -41,6 +41,14 @@
 //! each is counted ([`LinuxPages::decommit_failures`],
 //! [`LinuxPages::unmap_failures`]) and shown by [`stats`](crate::stats).
 //!
+//! Under ThreadSanitizer (`--cfg hakmem_tsan`, see docs/reliability.md)
+//! mappings are made and removed through the C library's `mmap`/`munmap`,
+//! which TSan intercepts, instead of rustix's raw system calls, which it
+//! cannot see: a region one thread unmapped and another got back from the
+//! kernel is then new memory to TSan, not a race with the old owner's
+//! writes. `remap` says no there (the core copies instead), since TSan
+//! does not follow `mremap`.
+//!
 //! Invariants:
 //! - bit `g` is set iff granule `g`'s first byte lies in a live region;
 //! - start bit `g` is set iff a live region starts at granule `g`;
@@ -53,7 +61,9 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use hakmem_core::PageSource;
 #[cfg(hakmem_std_linux)]
 use rustix::mm::{madvise, mremap, mremap_fixed, Advice, MremapFlags};
-use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+
+use sys::{map_anonymous, unmap};
 
 const ADDRESS_BITS: u32 = 48;
 
@@ -61,9 +71,83 @@ const ADDRESS_BITS: u32 = 48;
 /// reserved for it where the system would (FreeBSD has no `MAP_NORESERVE`
 /// and reserves none).
 #[cfg(not(target_os = "freebsd"))]
-const BITMAP_FLAGS: MapFlags = MapFlags::PRIVATE.union(MapFlags::NORESERVE);
+const BITMAP_FLAGS: MapFlags = MapFlags::NORESERVE;
 #[cfg(target_os = "freebsd")]
-const BITMAP_FLAGS: MapFlags = MapFlags::PRIVATE;
+const BITMAP_FLAGS: MapFlags = MapFlags::empty();
+
+/// Anonymous private read-write mappings: rustix's system calls.
+#[cfg(not(hakmem_tsan))]
+mod sys {
+    use core::ptr;
+    use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+
+    /// A fresh mapping of `len` bytes (`flags` added to `MAP_PRIVATE`).
+    pub fn map_anonymous(len: usize, flags: MapFlags) -> Option<*mut u8> {
+        // SAFETY: a fresh anonymous mapping aliases nothing.
+        unsafe {
+            mmap_anonymous(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | flags,
+            )
+        }
+        .ok()
+        .map(|p| p.cast())
+    }
+
+    /// `munmap`.
+    ///
+    /// # Safety
+    /// `[start, start + len)` is mapped and nothing uses it.
+    pub unsafe fn unmap(start: usize, len: usize) -> rustix::io::Result<()> {
+        // SAFETY: per the caller.
+        unsafe { munmap(start as *mut _, len) }
+    }
+}
+
+/// The same through the C library, whose `mmap`/`munmap` ThreadSanitizer
+/// intercepts (see the module documentation).
+#[cfg(hakmem_tsan)]
+mod sys {
+    use core::ffi::{c_int, c_void};
+    use rustix::mm::MapFlags;
+
+    extern "C" {
+        fn mmap(
+            addr: *mut c_void,
+            len: usize,
+            prot: c_int,
+            flags: c_int,
+            fd: c_int,
+            off: i64,
+        ) -> *mut c_void;
+        fn munmap(addr: *mut c_void, len: usize) -> c_int;
+    }
+
+    const PROT_READ_WRITE: c_int = 0x1 | 0x2;
+    const MAP_PRIVATE_ANONYMOUS: c_int = 0x02 | 0x20;
+
+    /// A fresh mapping of `len` bytes (`flags` added to `MAP_PRIVATE`).
+    pub fn map_anonymous(len: usize, flags: MapFlags) -> Option<*mut u8> {
+        let flags = MAP_PRIVATE_ANONYMOUS | flags.bits() as c_int;
+        // SAFETY: a fresh anonymous mapping aliases nothing.
+        let p = unsafe { mmap(core::ptr::null_mut(), len, PROT_READ_WRITE, flags, -1, 0) };
+        (p as isize != -1).then_some(p.cast())
+    }
+
+    /// `munmap`.
+    ///
+    /// # Safety
+    /// `[start, start + len)` is mapped and nothing uses it.
+    pub unsafe fn unmap(start: usize, len: usize) -> rustix::io::Result<()> {
+        // SAFETY: per the caller.
+        match unsafe { munmap(start as *mut c_void, len) } {
+            0 => Ok(()),
+            _ => Err(rustix::io::Errno::INVAL),
+        }
+    }
+}
 
 /// The system's page size in bytes: `AT_PAGESZ` from the aux vector, as the
 /// C library read it at start-up (rustix's `param::page_size`, here backed
@@ -130,7 +214,7 @@ impl LinuxPages {
     /// `[start, start + len)` is mapped by this source and nothing uses it.
     unsafe fn unmap_raw(&self, start: usize, len: usize) {
         // SAFETY: per the caller.
-        let r = unsafe { munmap(start as *mut _, len) };
+        let r = unsafe { unmap(start, len) };
         Self::count(&self.unmap_failures, r);
     }
 
@@ -140,17 +224,7 @@ impl LinuxPages {
             return Some(b);
         }
         let bytes = self.bitmap_bytes();
-        // SAFETY: a fresh anonymous mapping aliases nothing.
-        let p = unsafe {
-            mmap_anonymous(
-                ptr::null_mut(),
-                bytes,
-                ProtFlags::READ | ProtFlags::WRITE,
-                BITMAP_FLAGS,
-            )
-        }
-        .ok()?
-        .cast::<AtomicUsize>();
+        let p = map_anonymous(bytes, BITMAP_FLAGS)?.cast::<AtomicUsize>();
         match self
             .bitmap
             .compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
@@ -205,17 +279,7 @@ impl LinuxPages {
     }
 
     pub(crate) fn raw_map(len: usize) -> Option<*mut u8> {
-        // SAFETY: a fresh anonymous mapping aliases nothing.
-        unsafe {
-            mmap_anonymous(
-                ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
-            )
-        }
-        .ok()
-        .map(|p| p.cast())
+        map_anonymous(len, MapFlags::empty())
     }
 }
 
@@ -304,6 +368,9 @@ unsafe impl PageSource for LinuxPages {
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
+        if cfg!(hakmem_tsan) {
+            return None;
+        }
         let old = ptr.as_ptr();
         // SAFETY: per the contract `[old, old + old_size)` is our live
         // region; without MAYMOVE the kernel grows it in place or fails.

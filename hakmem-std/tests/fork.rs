@@ -71,6 +71,10 @@ fn report(who: &str, (freed, end, took): (usize, usize, Duration)) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    hakmem_tsan,
+    ignore = "RSS under ThreadSanitizer is its shadow memory too, and TSan does not follow fork"
+)]
 fn forked_child_returns_memory_after_free_all() {
     // The parent first: its retained SuperSlabs are what the child inherits.
     let parent = seed_run();

@@ -296,8 +296,10 @@ fn thousand_short_lived_threads_rss_bounded_then_returned() {
         took.as_secs_f64(),
         mib(baseline)
     );
+    // Under ThreadSanitizer (`--cfg hakmem_tsan`) RSS is TSan's shadow
+    // memory too, which grows with every byte touched and is never returned.
     assert!(
-        end <= baseline + (1 << 20),
+        end <= baseline + (1 << 20) || cfg!(hakmem_tsan),
         "RSS {:.2} MiB 5 s after the last free, baseline {:.2} MiB\n{}",
         mib(end),
         mib(baseline),
