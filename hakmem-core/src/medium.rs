@@ -174,6 +174,39 @@ struct Bits {
 /// The start bits of a bitmap word.
 const EVEN: usize = usize::MAX / 3;
 
+/// Bits of a held block's size field: a flag and the granules (below
+/// 2^26 + 1).
+const SIZE_FIELD: u32 = 28;
+/// Bitmap bits the field spans (the free bits of `SIZE_FIELD` granules).
+const SIZE_SPAN: u32 = 2 * SIZE_FIELD;
+/// Held blocks of this many granules or more keep their size in their own
+/// free bits (unused inside a held block), so a free reads it instead of
+/// scanning the start bits to the next block; the field ends before the
+/// block's last granule, whose free bit says "free" to the next block.
+const SIZED: u32 = SIZE_FIELD + 4;
+
+/// Bit `b` of `x` (below 32) to bit `2b`.
+#[inline]
+fn spread(x: u64) -> u64 {
+    let mut x = x & 0xFFFF_FFFF;
+    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
+    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x << 2)) & 0x3333_3333_3333_3333;
+    (x | (x << 1)) & 0x5555_5555_5555_5555
+}
+
+/// Bit `2b` of `x` to bit `b` (the inverse of [`spread`]).
+#[inline]
+fn compact(x: u64) -> u64 {
+    let mut x = x & 0x5555_5555_5555_5555;
+    x = (x | (x >> 1)) & 0x3333_3333_3333_3333;
+    x = (x | (x >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
+    x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
+    x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
+    (x | (x >> 16)) & 0xFFFF_FFFF
+}
+
 /// `Slab::inv` of a medium slab that is not indexed.
 const NOT_INDEXED: u64 = u64::MAX;
 
@@ -495,8 +528,92 @@ impl Arena {
     /// # Safety
     /// `a` is a live arena and `i` starts a held block.
     pub unsafe fn block_granules(a: *const Arena, i: u32) -> u32 {
+        // SAFETY: per the caller: a held block has two granules or more, so
+        // `i + 1` is inside it, and one with its size stored is long enough
+        // to hold the field.
+        unsafe {
+            if Self::get(Self::free_bits(a), i + 1) {
+                let v = compact(Self::read_bits(a, 2 * (i + 1), SIZE_SPAN) >> 1);
+                return (v >> 1) as u32;
+            }
+            Self::next_start(a, i) - i
+        }
+    }
+
+    /// Stores the size of the held block at `i` (`g` granules) in the free
+    /// bits of its granules `i + 1 ..= i + SIZE_FIELD`, if it is long enough
+    /// ([`SIZED`]): a flag, then `g`. Those bits are clear before.
+    ///
+    /// # Safety
+    /// `a` is a live arena of the owner and `i` starts a held block of `g`
+    /// granules.
+    #[inline]
+    unsafe fn store_size(a: *mut Arena, i: u32, g: u32) {
+        if g >= SIZED {
+            let v = 1 | (u64::from(g) << 1);
+            // SAFETY: per the caller; the field lies inside the block.
+            unsafe { Self::update_bits(a, 2 * (i + 1), SIZE_SPAN, 0, spread(v) << 1) };
+        }
+    }
+
+    /// Clears the size field of the held block at `i` (`g` granules).
+    ///
+    /// # Safety
+    /// As [`store_size`](Self::store_size).
+    #[inline]
+    unsafe fn clear_size(a: *mut Arena, i: u32, g: u32) {
+        if g >= SIZED {
+            let all = spread((1u64 << SIZE_FIELD) - 1) << 1;
+            // SAFETY: per the caller; the field lies inside the block.
+            unsafe { Self::update_bits(a, 2 * (i + 1), SIZE_SPAN, all, 0) };
+        }
+    }
+
+    /// The `len <= 64` bits of the bitmap from bit `pos`.
+    ///
+    /// # Safety
+    /// `a` is a live arena and the bits lie inside its bitmap.
+    unsafe fn read_bits(a: *const Arena, pos: u32, len: u32) -> u64 {
         // SAFETY: per the caller.
-        unsafe { Self::next_start(a, i) - i }
+        let base = unsafe { Self::start_bits(a) }.base;
+        let (mut out, mut done) = (0u64, 0u32);
+        while done < len {
+            let p = (pos + done) as usize;
+            let (w, b) = (p / BITS, p % BITS);
+            let n = (BITS - b).min((len - done) as usize);
+            // SAFETY: per the caller.
+            let word = unsafe { (*base.add(w)).load(Ordering::Relaxed) } as u64;
+            let bits = (word >> b) & (u64::MAX >> (64 - n));
+            out |= bits << done;
+            done += n as u32;
+        }
+        out
+    }
+
+    /// Clears the bits `clear` and sets the bits `set` of the `len <= 64`
+    /// bits from bit `pos` (owner only: plain load and store).
+    ///
+    /// # Safety
+    /// `a` is a live arena of the owner and the bits lie inside its bitmap.
+    unsafe fn update_bits(a: *mut Arena, pos: u32, len: u32, clear: u64, set: u64) {
+        // SAFETY: per the caller.
+        let base = unsafe { Self::start_bits(a) }.base;
+        let mut done = 0u32;
+        while done < len {
+            let p = (pos + done) as usize;
+            let (w, b) = (p / BITS, p % BITS);
+            let n = (BITS - b).min((len - done) as usize);
+            let m = (u64::MAX >> (64 - n)) as usize;
+            let c = ((clear >> done) as usize & m) << b;
+            let s = ((set >> done) as usize & m) << b;
+            // SAFETY: per the caller.
+            unsafe {
+                let word = &*base.add(w);
+                let v = word.load(Ordering::Relaxed);
+                word.store((v & !c) | s, Ordering::Relaxed);
+            }
+            done += n as u32;
+        }
     }
 
     /// # Safety
@@ -731,6 +848,7 @@ impl Arena {
                 Self::insert_free(a, j + g, end - (j + g));
             }
             Self::set(Self::start_bits(a), j, true);
+            Self::store_size(a, j, g);
             // A stale tag would read as a double free on the remote path.
             ptr::addr_of_mut!((*Self::header(a, j)).tag).write(0);
             (*a).held += g;
@@ -747,6 +865,7 @@ impl Arena {
     pub unsafe fn free(a: *mut Arena, i: u32, g: u32) {
         // SAFETY: per the caller; neighbours are found through the bitmaps.
         unsafe {
+            Self::clear_size(a, i, g);
             (*a).held -= g;
             let (mut i, mut g) = (i, g);
             let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
@@ -791,6 +910,7 @@ impl Arena {
                 // Too little to give back on its own.
                 return Some(g);
             }
+            Self::clear_size(a, i, g);
             if next_free {
                 Self::remove_free(a, n);
                 Self::set(starts, n, false);
@@ -802,6 +922,7 @@ impl Arena {
             } else {
                 Self::insert_free(a, i + keep, end - (i + keep));
             }
+            Self::store_size(a, i, keep);
             (*a).held = (*a).held - g + keep;
             Some(keep)
         }
@@ -851,10 +972,19 @@ impl Arena {
                     free += 1;
                     prev_free = true;
                 } else {
-                    for k in i + 1..e {
+                    // Past the size field (where it has one), no free bit.
+                    let field = if g >= SIZED {
+                        i + SIZE_FIELD + 1
+                    } else {
+                        i + 1
+                    };
+                    for k in field..e {
                         if Self::get(frees, k) {
                             return Err("no free bit inside a held block");
                         }
+                    }
+                    if Self::block_granules(a, i) != g {
+                        return Err("medium held block's stored size");
                     }
                     held += 1;
                     held_g += g;
