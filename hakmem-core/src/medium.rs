@@ -21,6 +21,10 @@
 //!   no free bit — exact, without reading the block — and the block before
 //!   granule `i` is free iff granule `i - 1` has a free bit (a free block's
 //!   first granule is never its last: blocks have two granules or more).
+//! - A held block of [`SIZED`] granules or more keeps its size in the free
+//!   bits of its granules 1 to 28 (a flag, then the size: unused inside a
+//!   held block, and before its last granule), so a free reads its size
+//!   instead of scanning the start bits to the next block.
 //! - A free block holds, in its first granule, the remote-list word, the
 //!   free tag (so the remote path's double-free check works as for small
 //!   blocks), its bin links and its size; its last 4 bytes repeat the size
