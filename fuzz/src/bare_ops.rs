@@ -30,6 +30,7 @@ use hakmem_bare::{BareHeap, Config, LocalHeap, OomCtx, BARE_CONFIG};
 use hakmem_core::size_class::MIN_ALIGN;
 
 use crate::input::{self, Input};
+use crate::live;
 use crate::pattern;
 
 const KIB: usize = 1 << 10;
@@ -124,7 +125,7 @@ struct World {
     cfg: Config,
     arenas: Vec<Arena>,
     blocks: Vec<Block>,
-    by_addr: BTreeMap<usize, usize>,
+    by_addr: live::Ranges,
     freed: Vec<usize>,
     next_id: u64,
     live: usize,
@@ -187,11 +188,8 @@ impl World {
 
     fn insert(&mut self, b: Block) {
         let (start, end) = (b.ptr as usize, b.ptr as usize + b.size.max(1));
-        if let Some((&s, &e)) = self.by_addr.range(..=start).next_back() {
-            assert!(e <= start, "{} {b:?} overlaps {s:#x}..{e:#x}", self.ctx());
-        }
-        if let Some((&s, &e)) = self.by_addr.range(start..).next() {
-            assert!(end <= s, "{} {b:?} overlaps {s:#x}..{e:#x}", self.ctx());
+        if let Some((s, e)) = live::overlap(&self.by_addr, start, end) {
+            panic!("{} {b:?} overlaps {s:#x}..{e:#x}", self.ctx());
         }
         self.by_addr.insert(start, end);
         self.live += b.size;

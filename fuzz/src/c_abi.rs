@@ -27,6 +27,7 @@ use std::ptr;
 use hakmem_std::c_abi::{self, CError, MALLOC_ALIGN};
 
 use crate::input::{self, Input};
+use crate::live;
 use crate::pattern;
 
 const KIB: usize = 1 << 10;
@@ -41,7 +42,7 @@ struct Block {
 
 struct World {
     blocks: Vec<Block>,
-    by_addr: BTreeMap<usize, usize>,
+    by_addr: live::Ranges,
     next_id: u64,
     step: usize,
     held_before: usize,
@@ -79,19 +80,8 @@ impl World {
             }
         }
         let (start, end) = (p as usize, p as usize + size.max(1));
-        if let Some((&s, &e)) = self.by_addr.range(..=start).next_back() {
-            assert!(
-                e <= start,
-                "{} {what} {p:?}+{size} overlaps {s:#x}..{e:#x}",
-                self.ctx()
-            );
-        }
-        if let Some((&s, &e)) = self.by_addr.range(start..).next() {
-            assert!(
-                end <= s,
-                "{} {what} {p:?}+{size} overlaps {s:#x}..{e:#x}",
-                self.ctx()
-            );
+        if let Some((s, e)) = live::overlap(&self.by_addr, start, end) {
+            panic!("{} {what} {p:?}+{size} overlaps {s:#x}..{e:#x}", self.ctx());
         }
         self.by_addr.insert(start, end);
         let b = Block {

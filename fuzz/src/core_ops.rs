@@ -40,6 +40,7 @@ use hakmem_core::size_class::{class_for, class_of, class_size, MIN_ALIGN, NUM_CL
 use hakmem_core::{free_remote, sim::SimPages, Config, Geometry, Heap, Stats};
 
 use crate::input::{self, Input};
+use crate::live;
 use crate::pattern;
 
 const KIB: usize = 1 << 10;
@@ -95,7 +96,7 @@ struct World<'p> {
     heaps: [Heap<&'p SimPages>; 2],
     geo: Geometry,
     blocks: Vec<Block>,
-    by_addr: BTreeMap<usize, usize>,
+    by_addr: live::Ranges,
     /// Blocks freed by other owners since the last sync, per heap id.
     maybe_pending: BTreeMap<usize, usize>,
     /// Addresses of blocks freed, for invalid frees (bounded).
@@ -122,19 +123,8 @@ impl<'p> World<'p> {
 
     fn insert(&mut self, b: Block) {
         let (start, end) = (b.ptr as usize, b.end());
-        if let Some((&s, &e)) = self.by_addr.range(..=start).next_back() {
-            assert!(
-                e <= start,
-                "{} {b:?} overlaps live {s:#x}..{e:#x}",
-                self.ctx()
-            );
-        }
-        if let Some((&s, &e)) = self.by_addr.range(start..).next() {
-            assert!(
-                end <= s,
-                "{} {b:?} overlaps live {s:#x}..{e:#x}",
-                self.ctx()
-            );
+        if let Some((s, e)) = live::overlap(&self.by_addr, start, end) {
+            panic!("{} {b:?} overlaps live {s:#x}..{e:#x}", self.ctx());
         }
         self.by_addr.insert(start, end);
         self.live_bytes += b.size;

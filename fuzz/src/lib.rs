@@ -16,5 +16,6 @@ pub mod bare_ops;
 pub mod c_abi;
 pub mod core_ops;
 pub mod input;
+pub mod live;
 pub mod pattern;
 pub mod report;

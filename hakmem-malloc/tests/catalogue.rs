@@ -25,53 +25,17 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{library, workspace};
+
 /// A case running longer than this is counted as a hang (not stopped).
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate lies in the workspace")
-        .to_path_buf()
-}
 
 fn scratch() -> PathBuf {
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("catalogue-{}", std::process::id()));
     fs::create_dir_all(&dir).expect("create the scratch directory");
     dir
-}
-
-/// Builds libhakmem.so (with `features`) into `target/<dir>`, or takes the
-/// library named by the environment variable `var`.
-fn library(var: &str, dir: &str, features: &[&str]) -> PathBuf {
-    if let Some(lib) = std::env::var_os(var) {
-        let lib = workspace().join(lib);
-        return fs::canonicalize(&lib).unwrap_or_else(|e| panic!("{var}: {}: {e}", lib.display()));
-    }
-    // One cargo build at a time: both tests may ask at once.
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let ws = workspace();
-    let target = ws.join("target").join(dir);
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "hakmem-malloc"])
-        .args(features)
-        .arg("--manifest-path")
-        .arg(ws.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run cargo to build libhakmem.so");
-    assert!(
-        out.status.success(),
-        "building libhakmem.so {features:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lib = target.join("release").join("libhakmem.so");
-    fs::canonicalize(&lib).unwrap_or_else(|e| panic!("{}: {e}", lib.display()))
 }
 
 fn default_lib() -> &'static Path {

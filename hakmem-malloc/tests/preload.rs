@@ -28,18 +28,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod common;
+
 /// Every run of a program gets this long before it is killed.
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// SIGABRT.
 const SIGABRT: i32 = 6;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate lies in the workspace")
-        .to_path_buf()
-}
 
 /// Scratch space of this test process (programs, outputs, databases):
 /// `target/tmp/preload-<pid>`. Those of processes that are gone are
@@ -66,34 +61,7 @@ fn scratch() -> PathBuf {
 /// The absolute path of libhakmem.so, built on first use.
 fn libhakmem() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        if let Some(lib) = std::env::var_os("HAKMEM_PRELOAD_LIB") {
-            // Relative to the workspace root.
-            let lib = workspace().join(lib);
-            return fs::canonicalize(&lib)
-                .unwrap_or_else(|e| panic!("HAKMEM_PRELOAD_LIB: {}: {e}", lib.display()));
-        }
-        let ws = workspace();
-        let target = ws.join("target").join("preload");
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "-p", "hakmem-malloc"])
-            .arg("--manifest-path")
-            .arg(ws.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("CARGO_TARGET_DIR")
-            .output()
-            .expect("run cargo to build libhakmem.so");
-        assert!(
-            out.status.success(),
-            "building libhakmem.so failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lib = target.join("release").join("libhakmem.so");
-        assert!(lib.is_file(), "{} was not built", lib.display());
-        fs::canonicalize(lib).expect("canonical path of libhakmem.so")
-    })
+    LIB.get_or_init(|| common::library("HAKMEM_PRELOAD_LIB", "preload", &[]))
 }
 
 /// Compiles `tests/c/<name>.c` (or `.cc`) once per test binary and returns
