@@ -217,3 +217,52 @@ fn the_medium_tier_off_makes_no_medium_slab() {
     }
     h.check().unwrap();
 }
+
+/// Freed small medium blocks wait in the heap's cache: counted free at
+/// once, reused for their size, refused as double frees (locally, from
+/// another thread, by `usable_size` and `realloc`), and flushed so the
+/// arena merges back and the SuperSlab goes.
+#[test]
+fn cached_medium_blocks_are_free_and_flushed() {
+    let pages = SimPages::new();
+    let mut h = Heap::new(&pages, Config::for_heap(64 << 10)).unwrap();
+    let geo = *h.geometry();
+    assert_eq!(geo.slab_classes, 0, "every request is medium");
+    // Three blocks with held ones between them: a free merges with nothing.
+    let v: Vec<*mut u8> = (0..7).map(|_| h.alloc(100, 8)).collect();
+    assert!(v.iter().all(|p| !p.is_null()));
+    let a = v[1];
+    // SAFETY: live blocks of this heap; `a` is freed once, then refused.
+    unsafe {
+        h.dealloc(a).unwrap();
+        h.check().unwrap();
+        let s = h.stats();
+        assert_eq!((s.held_blocks, s.medium_blocks), (6, 6), "{s}");
+        assert_eq!(s.medium_bytes, 6 * 112, "{s}");
+        assert_eq!(h.dealloc(a).unwrap_err().kind, FreeErrorKind::DoubleFree);
+        assert_eq!(
+            h.usable_size(a).unwrap_err().kind,
+            FreeErrorKind::DoubleFree
+        );
+        assert!(h.realloc(a, 50, 8).is_err());
+        assert_eq!(
+            free_remote(&pages, &geo, a).unwrap_err().kind,
+            FreeErrorKind::DoubleFree
+        );
+        h.check().unwrap();
+        assert_eq!(h.stats(), s);
+        // The next request of its size takes it back.
+        let b = h.alloc(97, 8);
+        assert_eq!(b, a);
+        h.check().unwrap();
+        assert_eq!(h.stats().held_blocks, 7);
+        for p in v {
+            h.dealloc(p).unwrap();
+            h.check().unwrap();
+        }
+    }
+    let s = h.stats();
+    assert_eq!((s.held_blocks, s.medium_bytes), (0, 0), "{s}");
+    h.trim();
+    assert_eq!(pages.live_regions(), 0, "the empty SuperSlab went back");
+}
