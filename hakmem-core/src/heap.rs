@@ -43,7 +43,6 @@ use crate::error::{FreeError, FreeErrorKind};
 use crate::large::{LargeBlock, LargeCache, LARGE_LIVE};
 use crate::locate::{self, Found};
 use crate::medium::{Arena, MediumIndex, MEDIUM_CLASS};
-use crate::medium_cache::MediumCache;
 use crate::page_source::PageSource;
 use crate::remote::Outgoing;
 #[cfg(not(feature = "hardened"))]
@@ -123,8 +122,6 @@ pub struct Heap<P: PageSource> {
     pub(crate) large_cache: LargeCache,
     /// Medium slabs by their non-empty bins.
     pub(crate) medium: MediumIndex,
-    /// Freed medium blocks kept for the next allocation of their size.
-    pub(crate) mcache: MediumCache,
     pub(crate) n: Counters,
 }
 
@@ -153,7 +150,6 @@ impl<P: PageSource> Heap<P> {
             large: ptr::null_mut(),
             large_cache: LargeCache::EMPTY,
             medium: MediumIndex::EMPTY,
-            mcache: MediumCache::EMPTY,
             n: Counters::default(),
         })
     }
@@ -190,7 +186,6 @@ impl<P: PageSource> Heap<P> {
             ptr::addr_of_mut!((*h).large).write(ptr::null_mut());
             ptr::addr_of_mut!((*h).large_cache).write(LargeCache::EMPTY);
             ptr::addr_of_mut!((*h).medium).write(MediumIndex::EMPTY);
-            ptr::addr_of_mut!((*h).mcache).write(MediumCache::EMPTY);
             ptr::addr_of_mut!((*h).n).write(Counters::default());
             Ok(slot.assume_init_mut())
         }

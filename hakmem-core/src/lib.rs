@@ -62,7 +62,6 @@ mod heap;
 mod large;
 mod locate;
 mod medium;
-mod medium_cache;
 pub mod page_source;
 mod purge;
 mod remote;

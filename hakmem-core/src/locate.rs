@@ -171,7 +171,7 @@ pub(crate) unsafe fn check_block(
         match check_carved(slab, p - ss as usize) {
             Err(kind) if (*slab).class == MEDIUM_CLASS => {
                 let _ = kind;
-                Arena::check_live(arena_of(ss, slab), p).map(|_| ())
+                Arena::check_held(arena_of(ss, slab), p).map(|_| ())
             }
             other => other,
         }

@@ -527,25 +527,6 @@ impl Arena {
         }
     }
 
-    /// As [`check_held`](Self::check_held), and the block does not carry
-    /// the free tag: one the application holds (a cached or remotely
-    /// pending block is free to it, so freeing it again is a double free).
-    ///
-    /// # Safety
-    /// `a` is a live arena.
-    #[inline]
-    pub unsafe fn check_live(a: *const Arena, p: usize) -> Result<u32, FreeErrorKind> {
-        // SAFETY: per the caller; a held block has two granules, so its
-        // tag word lies inside it.
-        unsafe {
-            let i = Self::check_held(a, p)?;
-            if (*(p as *const Block)).tag == free_tag(p as *mut u8) {
-                return Err(FreeErrorKind::DoubleFree);
-            }
-            Ok(i)
-        }
-    }
-
     /// Granules of the held block at granule `i`.
     ///
     /// # Safety
@@ -879,21 +860,6 @@ impl Arena {
         }
     }
 
-    /// Whether neither neighbour of the held block at `i` (of `g`
-    /// granules) is free: its free would merge with nothing.
-    ///
-    /// # Safety
-    /// `a` is a live arena; `i` starts a held block of `g` granules.
-    #[inline]
-    pub unsafe fn isolated(a: *const Arena, i: u32, g: u32) -> bool {
-        // SAFETY: per the caller; both granules lie inside the arena.
-        unsafe {
-            let frees = Self::free_bits(a);
-            let n = i + g;
-            (n >= (*a).granules || !Self::get(frees, n)) && (i == 0 || !Self::get(frees, i - 1))
-        }
-    }
-
     /// Frees the held block at granule `i` (of `g` granules), merging it
     /// with free neighbours.
     ///
@@ -1078,17 +1044,7 @@ impl<P: PageSource> Heap<P> {
         let Some(want) = Arena::want(g, align) else {
             return ptr::null_mut();
         };
-        if align <= GRANULE {
-            let p = self.cached_medium(g);
-            if !p.is_null() {
-                if zero {
-                    // SAFETY: a block of `g` granules, held now.
-                    unsafe { ptr::write_bytes(p, 0, size) };
-                }
-                return p;
-            }
-        }
-        for pass in 0..3 {
+        for pass in 0..2 {
             // SAFETY: the medium list holds medium slabs of live owned
             // SuperSlabs; `best_fit` returns a free block of one.
             unsafe {
@@ -1096,13 +1052,8 @@ impl<P: PageSource> Heap<P> {
                     return self.take_medium_at(s, i, g, size, align, zero);
                 }
             }
-            // Cached blocks, then blocks freed by other threads, may make
-            // room.
-            if pass == 0 && self.mcache.total > 0 {
-                self.flush_medium_cache();
-                continue;
-            }
-            if pass == 2 || self.collect() == 0 {
+            // Blocks freed by other threads may make room.
+            if pass == 1 || self.collect() == 0 {
                 break;
             }
         }
@@ -1490,20 +1441,12 @@ impl<P: PageSource> Heap<P> {
                 return Err(err(kind));
             }
             let a = arena_of(ss, slab);
-            let i = Arena::check_live(a, p).map_err(err)?;
+            let i = Arena::check_held(a, p).map_err(err)?;
             #[cfg(feature = "hardened")]
             if !SuperSlab::mark_free(ss, self.geo.units, p - ss as usize) {
                 return Err(err(FreeErrorKind::DoubleFree));
             }
             let g = Arena::block_granules(a, i);
-            if Arena::isolated(a, i, g) && self.cache_medium(slab, p, g) {
-                return Ok(());
-            }
-            if (*slab).used == 1 {
-                // The slab's last held block: no block of it may stay
-                // cached once it is empty.
-                self.flush_medium_cache();
-            }
             self.with_arena(slab, |a| Arena::free(a, i, g));
             // Last: counting may empty the SuperSlab and release it.
             self.count_free(slab, 1);
@@ -1541,11 +1484,6 @@ impl<P: PageSource> Heap<P> {
                 self.with_arena(slab, |a| Arena::free(a, i, g));
                 n += 1;
                 b = next;
-            }
-            if (*slab).used == n {
-                // The caller's count empties the slab: none of its blocks
-                // may stay cached.
-                self.flush_medium_cache();
             }
         }
         n

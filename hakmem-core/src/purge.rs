@@ -40,7 +40,6 @@ impl<P: PageSource> Heap<P> {
     /// whatever the retain policy. Returns how many were released.
     pub fn trim(&mut self) -> usize {
         self.flush();
-        self.flush_medium_cache();
         self.release_cached_regions();
         self.release_empty(0)
     }
@@ -56,7 +55,6 @@ impl<P: PageSource> Heap<P> {
             return 0;
         }
         self.flush();
-        self.flush_medium_cache();
         let mut bytes = self.decommit_cached_regions();
         let mut ss = self.superslabs;
         while !ss.is_null() {

@@ -208,9 +208,7 @@ impl<P: PageSource> Heap<P> {
                         let a = crate::medium::arena_of(ss, slab);
                         medium_blocks += (*slab).used as usize;
                         s.medium_slabs += 1;
-                        // Cached blocks are free, though their arena holds them.
-                        let held = (*a).held - self.cached_in(slab).1;
-                        medium_bytes += (held as usize) << crate::medium::GRANULE_SHIFT;
+                        medium_bytes += ((*a).held as usize) << crate::medium::GRANULE_SHIFT;
                         u += (*slab).span as usize;
                         continue;
                     }
