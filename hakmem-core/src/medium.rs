@@ -227,6 +227,9 @@ pub(crate) struct Arena {
     nbins: u32,
     /// Words of each bitmap.
     words: u32,
+    /// Bytes from the header to the bitmap (after the bins, word-aligned):
+    /// kept so each bit access is one load, not a computation.
+    bits: u32,
     /// Non-empty bins.
     mask: u128,
 }
@@ -344,6 +347,8 @@ impl Arena {
                 held: 0,
                 nbins,
                 words: (2 * granules).div_ceil(BITS as u32),
+                bits: (BINS_OFFSET + 4 * nbins as usize).next_multiple_of(size_of::<usize>())
+                    as u32,
                 mask: 0,
             });
             let bins = Self::bins(a);
@@ -375,9 +380,8 @@ impl Arena {
     unsafe fn start_bits(a: *const Arena) -> Bits {
         // SAFETY: the bitmap follows the bins, word-aligned.
         unsafe {
-            let off = (BINS_OFFSET + 4 * (*a).nbins as usize).next_multiple_of(size_of::<usize>());
             Bits {
-                base: a.cast::<u8>().add(off).cast_mut().cast(),
+                base: a.cast::<u8>().add((*a).bits as usize).cast_mut().cast(),
                 which: 0,
             }
         }
@@ -940,6 +944,10 @@ impl Arena {
     pub unsafe fn check(a: *const Arena) -> Result<(u32, u32, u32), &'static str> {
         // SAFETY: per the caller; blocks are walked through the bitmaps.
         unsafe {
+            let bits = (BINS_OFFSET + 4 * (*a).nbins as usize).next_multiple_of(size_of::<usize>());
+            if (*a).bits as usize != bits {
+                return Err("medium arena's bitmap offset");
+            }
             let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
             let n = (*a).granules;
             if !Self::get(starts, 0) {
