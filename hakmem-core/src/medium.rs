@@ -214,8 +214,10 @@ fn compact(x: u64) -> u64 {
 /// `Slab::inv` of a medium slab that is not indexed.
 const NOT_INDEXED: u64 = u64::MAX;
 
-/// The arena header at the start of a medium slab's memory.
-#[repr(C)]
+/// The arena header at the start of a medium slab's memory (48 B: aligned
+/// to 16 B, as when the mask was a `u128` on x86_64, so the arena layout
+/// there is unchanged).
+#[repr(C, align(16))]
 pub(crate) struct Arena {
     /// Bytes from the header to granule 0.
     meta: u32,
@@ -227,8 +229,12 @@ pub(crate) struct Arena {
     nbins: u32,
     /// Words of each bitmap.
     words: u32,
-    /// Non-empty bins.
-    mask: u128,
+    /// Bytes from the header to the bitmap (after the bins, word-aligned):
+    /// kept so each bit access is one load, not a computation.
+    bits: u32,
+    /// Non-empty bins, 64 to a word (a bin's bit is one word operation,
+    /// not a `u128` shift).
+    mask: [u64; 2],
 }
 
 /// The first granule of a free block.
@@ -244,6 +250,8 @@ struct FreeBlock {
     /// Granules.
     size: u32,
 }
+
+const _: () = assert!(size_of::<Arena>() == 48, "the arena header's size (layout)");
 
 const _: () = assert!(
     2 * size_of::<usize>() + 3 * size_of::<u32>() <= MIN_GRANULES as usize * GRANULE - 4,
@@ -344,7 +352,9 @@ impl Arena {
                 held: 0,
                 nbins,
                 words: (2 * granules).div_ceil(BITS as u32),
-                mask: 0,
+                bits: (BINS_OFFSET + 4 * nbins as usize).next_multiple_of(size_of::<usize>())
+                    as u32,
+                mask: [0; 2],
             });
             let bins = Self::bins(a);
             for b in 0..nbins as usize {
@@ -375,9 +385,8 @@ impl Arena {
     unsafe fn start_bits(a: *const Arena) -> Bits {
         // SAFETY: the bitmap follows the bins, word-aligned.
         unsafe {
-            let off = (BINS_OFFSET + 4 * (*a).nbins as usize).next_multiple_of(size_of::<usize>());
             Bits {
-                base: a.cast::<u8>().add(off).cast_mut().cast(),
+                base: a.cast::<u8>().add((*a).bits as usize).cast_mut().cast(),
                 which: 0,
             }
         }
@@ -652,7 +661,7 @@ impl Arena {
                 ptr::addr_of_mut!((*Self::header(a, head)).prev).write(i);
             }
             *Self::bins(a).add(b as usize) = i;
-            (*a).mask |= 1u128 << b;
+            (*a).mask[b as usize / 64] |= 1 << (b % 64);
         }
     }
 
@@ -670,7 +679,7 @@ impl Arena {
             if prev == NONE {
                 *Self::bins(a).add(b as usize) = next;
                 if next == NONE {
-                    (*a).mask &= !(1u128 << b);
+                    (*a).mask[b as usize / 64] &= !(1 << (b % 64));
                 }
             } else {
                 ptr::addr_of_mut!((*Self::header(a, prev)).next).write(next);
@@ -697,7 +706,7 @@ impl Arena {
             // The request's own bin first: a block there that is large
             // enough keeps the larger free blocks whole (closer to best fit).
             let own = bin_of(want);
-            if own != b && own < (*a).nbins && (*a).mask >> own & 1 != 0 {
+            if own != b && own < (*a).nbins && Self::has_bin(a, own) {
                 let mut i = *Self::bins(a).add(own as usize);
                 let mut tries = 0;
                 while i != NONE && tries < BIN_SCAN {
@@ -710,7 +719,7 @@ impl Arena {
                 }
             }
             if b < (*a).nbins {
-                let m = (*a).mask >> b;
+                let m = Self::bins_mask(a) >> b;
                 if m != 0 {
                     let bin = b + m.trailing_zeros();
                     // Best fit among the first blocks of that bin.
@@ -741,7 +750,17 @@ impl Arena {
     #[inline]
     pub unsafe fn bins_mask(a: *const Arena) -> u128 {
         // SAFETY: per the caller.
-        unsafe { (*a).mask }
+        unsafe { u128::from((*a).mask[0]) | u128::from((*a).mask[1]) << 64 }
+    }
+
+    /// Whether bin `b` (below [`MAX_BINS`]) is non-empty.
+    ///
+    /// # Safety
+    /// `a` is a live arena.
+    #[inline]
+    unsafe fn has_bin(a: *const Arena, b: u32) -> bool {
+        // SAFETY: per the caller.
+        unsafe { (*a).mask[b as usize / 64] >> (b % 64) & 1 != 0 }
     }
 
     /// A block of the request's own bin holding `want` granules (the first
@@ -753,7 +772,7 @@ impl Arena {
         // SAFETY: per the caller; bins hold free blocks.
         unsafe {
             let own = bin_of(want);
-            if own >= (*a).nbins || (*a).mask >> own & 1 == 0 {
+            if own >= (*a).nbins || !Self::has_bin(a, own) {
                 return None;
             }
             let mut i = *Self::bins(a).add(own as usize);
@@ -940,6 +959,10 @@ impl Arena {
     pub unsafe fn check(a: *const Arena) -> Result<(u32, u32, u32), &'static str> {
         // SAFETY: per the caller; blocks are walked through the bitmaps.
         unsafe {
+            let bits = (BINS_OFFSET + 4 * (*a).nbins as usize).next_multiple_of(size_of::<usize>());
+            if (*a).bits as usize != bits {
+                return Err("medium arena's bitmap offset");
+            }
             let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
             let n = (*a).granules;
             if !Self::get(starts, 0) {
@@ -1003,7 +1026,7 @@ impl Arena {
             let mut listed = 0u32;
             for b in 0..(*a).nbins {
                 let mut k = *Self::bins(a.cast_mut()).add(b as usize);
-                if (k != NONE) != ((*a).mask >> b & 1 != 0) {
+                if (k != NONE) != Self::has_bin(a, b) {
                     return Err("medium bin mask");
                 }
                 let mut prev = NONE;
