@@ -44,7 +44,7 @@ use crate::heap::Heap;
 use crate::large::LargeBlock;
 use crate::locate::check_carved;
 use crate::page_source::PageSource;
-use crate::size_class::{class_for, class_of_table, class_size, MIN_ALIGN, TABLE_MAX};
+use crate::size_class::{class_for, class_of_table, class_size, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
 use crate::slab::{Block, Slab};
 use crate::superslab::SuperSlab;
 
@@ -167,7 +167,9 @@ unsafe fn check_below(
         }
         let below = b.sub(size);
         let n = tail(below, size).load(Ordering::Relaxed) ^ key(below as usize);
-        if n == FREE || n <= size - 8 {
+        // Free (`n == FREE`, which wraps to 0) or a size that fits, in
+        // one comparison.
+        if n.wrapping_add(1) <= size - 7 {
             Ok(())
         } else {
             Err(FreeErrorKind::Underflow)
@@ -297,9 +299,45 @@ pub(crate) unsafe fn check_large(h: *mut LargeBlock) -> Result<(), FreeErrorKind
 impl<P: PageSource> Heap<P> {
     /// `alloc` in the hardened build: small requests get a class with room
     /// for their slack and tail word, then are armed; large ones are armed
-    /// by `alloc_large`.
+    /// by `alloc_large`. Common sizes at the default alignment take one
+    /// table load, as in the default build.
     #[inline(always)]
     pub(crate) fn alloc_hardened(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        if size <= TABLE_MAX - 8 && align <= MIN_ALIGN && align.is_power_of_two() {
+            let c = class_of_table(size.max(16) + 8);
+            if c < self.geo.slab_classes {
+                return self.alloc_armed(c, size, zero);
+            }
+        }
+        self.alloc_hardened_other(size, align, zero)
+    }
+
+    /// A block of class `c` for a request of `size` bytes, armed.
+    #[inline(always)]
+    fn alloc_armed(&mut self, c: usize, size: usize, zero: bool) -> *mut u8 {
+        // Zeroed here, the request only: zeroing the whole block would clear
+        // its tail word, which a free of the block above (on another thread)
+        // may be reading as the block below's.
+        let b = self.alloc_class(c, false);
+        if !b.is_null() {
+            // SAFETY: callers pass `c < slab_classes <= NUM_CLASSES` (the
+            // geometry stops at the last class), so the size table needs no
+            // bounds check; `b` is a block of class `c` just handed out, and
+            // `size + 8 <= class_size(c)` (callers chose `c` so).
+            unsafe {
+                core::hint::assert_unchecked(c < NUM_CLASSES);
+                if zero {
+                    ptr::write_bytes(b, 0, size);
+                }
+                arm(b, size, class_size(c));
+            }
+        }
+        b
+    }
+
+    /// The other requests: over-aligned, past the table, or large.
+    #[inline(never)]
+    fn alloc_hardened_other(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         let Some(need) = padded(size) else {
             return ptr::null_mut();
         };
@@ -310,21 +348,7 @@ impl<P: PageSource> Heap<P> {
                 class_for(need, align.max(MIN_ALIGN))
             };
             if let Some(c) = c.filter(|&c| c < self.geo.slab_classes) {
-                // Zeroed here, the request only: zeroing the whole block
-                // would clear its tail word, which a free of the block above
-                // (on another thread) may be reading as the block below's.
-                let b = self.alloc_class(c, false);
-                if !b.is_null() {
-                    // SAFETY: a block of class `c` just handed out, and
-                    // `size + 8 <= need <= class_size(c)`.
-                    unsafe {
-                        if zero {
-                            ptr::write_bytes(b, 0, size);
-                        }
-                        arm(b, size, class_size(c));
-                    }
-                }
-                return b;
+                return self.alloc_armed(c, size, zero);
             }
         }
         // A large block, even for a size a slab class would serve without
