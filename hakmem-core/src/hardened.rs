@@ -4,18 +4,19 @@
 //! lives with the SuperSlab (`superslab.rs`).
 //!
 //! Small blocks. A request of `n` bytes gets the smallest class of at least
-//! `max(n, 16) + 8` bytes, so every block ends with a *tail word* of its
-//! own, and the bytes between the request and the tail word are slack:
+//! `max(n, 16) + 16` bytes, so every block ends with a *tail word* of its
+//! own, and at least 8 bytes between the request and the tail word are
+//! slack:
 //!
 //! ```text
-//! held:  | user data (n) | FILL × ≤ 8 | (slack) | tail = key(block) ^ n    |
-//! free:  | next | tag | FILL × 8 | ...            | tail = key(block) ^ FREE |
+//! held:  | user data (n) | FILL × 8 | (slack) | tail = key(block) ^ n    |
+//! free:  | next | tag | FILL × 8 | ...          | tail = key(block) ^ FREE |
 //! ```
 //!
 //! - **Overflow** (free, `realloc`, `malloc_usable_size`): the tail word must
-//!   decode to a size that fits and the first 8 bytes of slack (all of it
-//!   where there is less) must still be `FILL`; a contiguous write past the
-//!   request breaks one or the other.
+//!   decode to a size that fits and the 8 bytes right after the request must
+//!   still be `FILL` (one unaligned load and compare); a contiguous write
+//!   past the request breaks one or the other.
 //! - **Underflow** (free): the tail word of the block just below (the
 //!   previous block of the same slab) must decode to a held or a free block;
 //!   a write before the block's start lands there first.
@@ -58,11 +59,14 @@ const FREE: usize = usize::MAX;
 pub(crate) const LARGE_TAIL: usize = 16;
 
 /// The bytes a small request of `n` bytes needs from its class (the slack
-/// and the tail word included); `None` when it overflows.
+/// word and the tail word included); `None` when it overflows.
 #[inline(always)]
 pub(crate) fn padded(n: usize) -> Option<usize> {
-    n.max(16).checked_add(8)
+    n.max(16).checked_add(SLACK + 8)
 }
+
+/// Bytes of `FILL` right after every small request.
+const SLACK: usize = 8;
 
 /// The secret of a block's words: its address mixed with a salt, so a
 /// value written from outside rarely decodes (and never the same way at two
@@ -80,20 +84,11 @@ fn key(addr: usize) -> usize {
 /// Offset of the poisoned word of a free block (after its link and tag).
 const POISON_AT: usize = 16;
 
-/// The slack word of a block of `size` bytes holding `n`: where it starts
-/// and which of its bytes are slack (the mask, in memory order). Up to 8
-/// bytes of slack right after the request; where the class leaves fewer,
-/// the word just below the tail word, whose top bytes are the slack.
+/// The largest request a block of `size` bytes holds (its slack word and
+/// tail word after it).
 #[inline(always)]
-fn slack_word(n: usize, size: usize) -> (usize, u64) {
-    let len = size - 8 - n;
-    if len >= 8 {
-        (n, u64::MAX)
-    } else if len == 0 {
-        (size - 16, 0)
-    } else {
-        (size - 16, u64::MAX << (8 * (8 - len)))
-    }
+const fn room(size: usize) -> usize {
+    size - SLACK - 8
 }
 
 /// The tail word of the block at `b` of `size` bytes.
@@ -111,14 +106,13 @@ unsafe fn tail<'a>(b: *mut u8, size: usize) -> &'a AtomicUsize {
 /// slack word filled, the size in the tail word.
 ///
 /// # Safety
-/// `b` is a block of `size` bytes the caller just allocated, `n + 8 <= size`.
+/// `b` is a block of `size` bytes the caller just allocated, `n <=
+/// room(size)`.
 #[inline(always)]
 pub(crate) unsafe fn arm(b: *mut u8, n: usize, size: usize) {
-    // SAFETY: per the caller.
+    // SAFETY: per the caller: the slack word lies before the tail word.
     unsafe {
-        let (at, mask) = slack_word(n, size);
-        let w = b.add(at).cast::<u64>();
-        w.write_unaligned((w.read_unaligned() & !mask) | (FILL_WORD & mask));
+        b.add(n).cast::<u64>().write_unaligned(FILL_WORD);
         tail(b, size).store(key(b as usize) ^ n, Ordering::Relaxed);
     }
 }
@@ -136,11 +130,7 @@ pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErr
         if n == FREE {
             return Err(FreeErrorKind::DoubleFree);
         }
-        if n > size - 8 {
-            return Err(FreeErrorKind::Overflow);
-        }
-        let (at, mask) = slack_word(n, size);
-        if (b.add(at).cast::<u64>().read_unaligned() ^ FILL_WORD) & mask != 0 {
+        if n > room(size) || b.add(n).cast::<u64>().read_unaligned() != FILL_WORD {
             return Err(FreeErrorKind::Overflow);
         }
         Ok(n)
@@ -169,7 +159,7 @@ unsafe fn check_below(
         let n = tail(below, size).load(Ordering::Relaxed) ^ key(below as usize);
         // Free (`n == FREE`, which wraps to 0) or a size that fits, in
         // one comparison.
-        if n.wrapping_add(1) <= size - 7 {
+        if n.wrapping_add(1) <= room(size) + 1 {
             Ok(())
         } else {
             Err(FreeErrorKind::Underflow)
@@ -303,8 +293,8 @@ impl<P: PageSource> Heap<P> {
     /// table load, as in the default build.
     #[inline(always)]
     pub(crate) fn alloc_hardened(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        if size <= TABLE_MAX - 8 && align <= MIN_ALIGN && align.is_power_of_two() {
-            let c = class_of_table(size.max(16) + 8);
+        if size <= TABLE_MAX - SLACK - 8 && align <= MIN_ALIGN && align.is_power_of_two() {
+            let c = class_of_table(size.max(16) + SLACK + 8);
             if c < self.geo.slab_classes {
                 return self.alloc_armed(c, size, zero);
             }
@@ -323,7 +313,7 @@ impl<P: PageSource> Heap<P> {
             // SAFETY: callers pass `c < slab_classes <= NUM_CLASSES` (the
             // geometry stops at the last class), so the size table needs no
             // bounds check; `b` is a block of class `c` just handed out, and
-            // `size + 8 <= class_size(c)` (callers chose `c` so).
+            // `size <= room(class_size(c))` (callers chose `c` so).
             unsafe {
                 core::hint::assert_unchecked(c < NUM_CLASSES);
                 if zero {
@@ -403,9 +393,10 @@ mod tests {
 
     #[test]
     fn padded_sizes_leave_room_for_the_tail_word() {
-        assert_eq!(padded(0), Some(24));
-        assert_eq!(padded(16), Some(24));
-        assert_eq!(padded(100), Some(108));
+        assert_eq!(padded(0), Some(32));
+        assert_eq!(padded(16), Some(32));
+        assert_eq!(padded(100), Some(116));
+        assert_eq!(room(padded(100).unwrap()), 100);
         assert_eq!(padded(usize::MAX), None);
     }
 }
