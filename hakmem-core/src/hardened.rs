@@ -74,11 +74,13 @@ const SLACK: usize = 8;
 #[inline(always)]
 fn key(addr: usize) -> usize {
     // One multiplication by an odd constant (a bijection: neighbours never
-    // share a key), the top bit set so that a held size never decodes as
-    // FREE.
-    // (On 32-bit targets the constants are truncated: still odd.)
-    (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) ^ 0x2545_f491_4f6c_dd1d_u64 as usize)
-        | 1 << (usize::BITS - 1)
+    // share a key, and a small difference of addresses spreads over the
+    // whole word), the top bit set so that a word with it clear (zero, a
+    // small number, a pointer) never decodes to a size. No salt: it would
+    // cost a constant and an instruction at each of the three keys of a
+    // pair, and being public it would keep nothing secret.
+    // (On 32-bit targets the constant is truncated: still odd.)
+    addr.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) | 1 << (usize::BITS - 1)
 }
 
 /// Offset of the poisoned word of a free block (after its link and tag).
@@ -294,7 +296,8 @@ impl<P: PageSource> Heap<P> {
     #[inline(always)]
     pub(crate) fn alloc_hardened(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         if size <= TABLE_MAX - SLACK - 8 && align <= MIN_ALIGN && align.is_power_of_two() {
-            let c = class_of_table(size.max(16) + SLACK + 8);
+            // Rounded up to 16 here, so the table's own rounding folds away.
+            let c = class_of_table((size.max(16) + SLACK + 8 + 15) & !15);
             if c < self.geo.slab_classes {
                 return self.alloc_armed(c, size, zero);
             }
