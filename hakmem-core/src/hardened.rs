@@ -22,11 +22,12 @@
 //!   a write before the block's start lands there first.
 //! - **Write after free** (reuse): a freed block's third word is `FILL`
 //!   and its tail word says `FREE`; the allocation that takes it again checks
-//!   both and the tag, and the free-list link (`next`) must be null or a
-//!   carved block of the same slab (a poisoned link is never followed). So
-//!   the first 24 bytes and the last 8 of a freed block are watched; a write
-//!   after free elsewhere in a block larger than 32 bytes is not seen (a
-//!   fixed cost per operation, whatever the block's size).
+//!   the third word and the tag, and the free-list link (`next`) must be null
+//!   or a carved block of the same slab (a poisoned link is never followed).
+//!   So the first 24 bytes of a freed block are watched; a write after free
+//!   elsewhere is not seen (a fixed cost per operation, whatever the block's
+//!   size). A second free of it still is: its tail word says `FREE`, or was
+//!   overwritten and does not decode, and the bitmap has its bit clear.
 //!
 //! Large blocks carry a canary word just below the user pointer (in the
 //! header's padding) and 16 bytes of `FILL` just past the request, checked
@@ -219,9 +220,10 @@ pub(crate) unsafe fn poison(b: *mut u8, size: usize) {
     }
 }
 
-/// Checks a free block before it is handed out again: still poisoned, its
-/// link null or a carved block of the same slab. `Err` means it was written
-/// after it was freed.
+/// Checks a free block before it is handed out again: its poisoned third
+/// word intact, its link null or a carved block of the same slab (the tag,
+/// its second word, is the caller's). `false` means it was written after it
+/// was freed.
 ///
 /// # Safety
 /// `b` is on the free list of `slab`, a slab of the live SuperSlab `ss`.
@@ -229,11 +231,10 @@ pub(crate) unsafe fn poison(b: *mut u8, size: usize) {
 pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut Block) -> bool {
     // SAFETY: per the caller.
     unsafe {
-        let size = (*slab).size as usize;
-        let p = b.cast::<u8>();
-        if tail(p, size).load(Ordering::Relaxed) != key(p as usize) ^ FREE
-            || p.add(POISON_AT).cast::<u64>().read() != FILL_WORD
-        {
+        // (Its tail word is not checked: a write after free there harms
+        // nothing, as arming rewrites it, and a double free after it still
+        // stops on the tail word or the bitmap.)
+        if b.cast::<u8>().add(POISON_AT).cast::<u64>().read() != FILL_WORD {
             return false;
         }
         let next = (*b).next as usize;
