@@ -130,10 +130,15 @@ pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErr
     // SAFETY: per the caller.
     unsafe {
         let n = tail(b, size).load(Ordering::Relaxed) ^ key(b as usize);
-        if n == FREE {
-            return Err(FreeErrorKind::DoubleFree);
+        // One comparison on the way through: FREE is past any room too.
+        if n > room(size) {
+            return Err(if n == FREE {
+                FreeErrorKind::DoubleFree
+            } else {
+                FreeErrorKind::Overflow
+            });
         }
-        if n > room(size) || b.add(n).cast::<u64>().read_unaligned() != FILL_WORD {
+        if b.add(n).cast::<u64>().read_unaligned() != FILL_WORD {
             return Err(FreeErrorKind::Overflow);
         }
         Ok(n)
