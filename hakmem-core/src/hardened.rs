@@ -4,28 +4,30 @@
 //! lives with the SuperSlab (`superslab.rs`).
 //!
 //! Small blocks. A request of `n` bytes gets the smallest class of at least
-//! `max(n, 16) + 8` bytes, so every block ends with a *tail word* of its
-//! own, and the bytes between the request and the tail word are slack:
+//! `max(n, 16) + 16` bytes, so every block ends with a *tail word* of its
+//! own, and at least 8 bytes between the request and the tail word are
+//! slack:
 //!
 //! ```text
-//! held:  | user data (n) | FILL × ≤ 8 | (slack) | tail = key(block) ^ n    |
-//! free:  | next | tag | FILL × 8 | ...            | tail = key(block) ^ FREE |
+//! held:  | user data (n) | FILL × 8 | (slack) | tail = key(block) ^ n    |
+//! free:  | next | tag | FILL × 8 | ...          | tail = key(block) ^ FREE |
 //! ```
 //!
 //! - **Overflow** (free, `realloc`, `malloc_usable_size`): the tail word must
-//!   decode to a size that fits and the first 8 bytes of slack (all of it
-//!   where there is less) must still be `FILL`; a contiguous write past the
-//!   request breaks one or the other.
+//!   decode to a size that fits and the 8 bytes right after the request must
+//!   still be `FILL` (one unaligned load and compare); a contiguous write
+//!   past the request breaks one or the other.
 //! - **Underflow** (free): the tail word of the block just below (the
 //!   previous block of the same slab) must decode to a held or a free block;
 //!   a write before the block's start lands there first.
 //! - **Write after free** (reuse): a freed block's third word is `FILL`
 //!   and its tail word says `FREE`; the allocation that takes it again checks
-//!   both and the tag, and the free-list link (`next`) must be null or a
-//!   carved block of the same slab (a poisoned link is never followed). So
-//!   the first 24 bytes and the last 8 of a freed block are watched; a write
-//!   after free elsewhere in a block larger than 32 bytes is not seen (a
-//!   fixed cost per operation, whatever the block's size).
+//!   the third word and the tag, and the free-list link (`next`) must be null
+//!   or a carved block of the same slab (a poisoned link is never followed).
+//!   So the first 24 bytes of a freed block are watched; a write after free
+//!   elsewhere is not seen (a fixed cost per operation, whatever the block's
+//!   size). A second free of it still is: its tail word says `FREE`, or was
+//!   overwritten and does not decode, and the bitmap has its bit clear.
 //!
 //! Large blocks carry a canary word just below the user pointer (in the
 //! header's padding) and 16 bytes of `FILL` just past the request, checked
@@ -44,7 +46,7 @@ use crate::heap::Heap;
 use crate::large::LargeBlock;
 use crate::locate::check_carved;
 use crate::page_source::PageSource;
-use crate::size_class::{class_for, class_of_table, class_size, MIN_ALIGN, TABLE_MAX};
+use crate::size_class::{class_for, class_of_table, class_size, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
 use crate::slab::{Block, Slab};
 use crate::superslab::SuperSlab;
 
@@ -58,11 +60,14 @@ const FREE: usize = usize::MAX;
 pub(crate) const LARGE_TAIL: usize = 16;
 
 /// The bytes a small request of `n` bytes needs from its class (the slack
-/// and the tail word included); `None` when it overflows.
+/// word and the tail word included); `None` when it overflows.
 #[inline(always)]
 pub(crate) fn padded(n: usize) -> Option<usize> {
-    n.max(16).checked_add(8)
+    n.max(16).checked_add(SLACK + 8)
 }
+
+/// Bytes of `FILL` right after every small request.
+const SLACK: usize = 8;
 
 /// The secret of a block's words: its address mixed with a salt, so a
 /// value written from outside rarely decodes (and never the same way at two
@@ -70,30 +75,23 @@ pub(crate) fn padded(n: usize) -> Option<usize> {
 #[inline(always)]
 fn key(addr: usize) -> usize {
     // One multiplication by an odd constant (a bijection: neighbours never
-    // share a key), the top bit set so that a held size never decodes as
-    // FREE.
-    // (On 32-bit targets the constants are truncated: still odd.)
-    (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) ^ 0x2545_f491_4f6c_dd1d_u64 as usize)
-        | 1 << (usize::BITS - 1)
+    // share a key, and a small difference of addresses spreads over the
+    // whole word), the top bit set so that a word with it clear (zero, a
+    // small number, a pointer) never decodes to a size. No salt: it would
+    // cost a constant and an instruction at each of the three keys of a
+    // pair, and being public it would keep nothing secret.
+    // (On 32-bit targets the constant is truncated: still odd.)
+    addr.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) | 1 << (usize::BITS - 1)
 }
 
 /// Offset of the poisoned word of a free block (after its link and tag).
 const POISON_AT: usize = 16;
 
-/// The slack word of a block of `size` bytes holding `n`: where it starts
-/// and which of its bytes are slack (the mask, in memory order). Up to 8
-/// bytes of slack right after the request; where the class leaves fewer,
-/// the word just below the tail word, whose top bytes are the slack.
+/// The largest request a block of `size` bytes holds (its slack word and
+/// tail word after it).
 #[inline(always)]
-fn slack_word(n: usize, size: usize) -> (usize, u64) {
-    let len = size - 8 - n;
-    if len >= 8 {
-        (n, u64::MAX)
-    } else if len == 0 {
-        (size - 16, 0)
-    } else {
-        (size - 16, u64::MAX << (8 * (8 - len)))
-    }
+const fn room(size: usize) -> usize {
+    size - SLACK - 8
 }
 
 /// The tail word of the block at `b` of `size` bytes.
@@ -111,14 +109,13 @@ unsafe fn tail<'a>(b: *mut u8, size: usize) -> &'a AtomicUsize {
 /// slack word filled, the size in the tail word.
 ///
 /// # Safety
-/// `b` is a block of `size` bytes the caller just allocated, `n + 8 <= size`.
+/// `b` is a block of `size` bytes the caller just allocated, `n <=
+/// room(size)`.
 #[inline(always)]
 pub(crate) unsafe fn arm(b: *mut u8, n: usize, size: usize) {
-    // SAFETY: per the caller.
+    // SAFETY: per the caller: the slack word lies before the tail word.
     unsafe {
-        let (at, mask) = slack_word(n, size);
-        let w = b.add(at).cast::<u64>();
-        w.write_unaligned((w.read_unaligned() & !mask) | (FILL_WORD & mask));
+        b.add(n).cast::<u64>().write_unaligned(FILL_WORD);
         tail(b, size).store(key(b as usize) ^ n, Ordering::Relaxed);
     }
 }
@@ -133,14 +130,15 @@ pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErr
     // SAFETY: per the caller.
     unsafe {
         let n = tail(b, size).load(Ordering::Relaxed) ^ key(b as usize);
-        if n == FREE {
-            return Err(FreeErrorKind::DoubleFree);
+        // One comparison on the way through: FREE is past any room too.
+        if n > room(size) {
+            return Err(if n == FREE {
+                FreeErrorKind::DoubleFree
+            } else {
+                FreeErrorKind::Overflow
+            });
         }
-        if n > size - 8 {
-            return Err(FreeErrorKind::Overflow);
-        }
-        let (at, mask) = slack_word(n, size);
-        if (b.add(at).cast::<u64>().read_unaligned() ^ FILL_WORD) & mask != 0 {
+        if b.add(n).cast::<u64>().read_unaligned() != FILL_WORD {
             return Err(FreeErrorKind::Overflow);
         }
         Ok(n)
@@ -167,7 +165,9 @@ unsafe fn check_below(
         }
         let below = b.sub(size);
         let n = tail(below, size).load(Ordering::Relaxed) ^ key(below as usize);
-        if n == FREE || n <= size - 8 {
+        // Free (`n == FREE`, which wraps to 0) or a size that fits, in
+        // one comparison.
+        if n.wrapping_add(1) <= room(size) + 1 {
             Ok(())
         } else {
             Err(FreeErrorKind::Underflow)
@@ -225,9 +225,10 @@ pub(crate) unsafe fn poison(b: *mut u8, size: usize) {
     }
 }
 
-/// Checks a free block before it is handed out again: still poisoned, its
-/// link null or a carved block of the same slab. `Err` means it was written
-/// after it was freed.
+/// Checks a free block before it is handed out again: its poisoned third
+/// word intact, its link null or a carved block of the same slab (the tag,
+/// its second word, is the caller's). `false` means it was written after it
+/// was freed.
 ///
 /// # Safety
 /// `b` is on the free list of `slab`, a slab of the live SuperSlab `ss`.
@@ -235,11 +236,10 @@ pub(crate) unsafe fn poison(b: *mut u8, size: usize) {
 pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut Block) -> bool {
     // SAFETY: per the caller.
     unsafe {
-        let size = (*slab).size as usize;
-        let p = b.cast::<u8>();
-        if tail(p, size).load(Ordering::Relaxed) != key(p as usize) ^ FREE
-            || p.add(POISON_AT).cast::<u64>().read() != FILL_WORD
-        {
+        // (Its tail word is not checked: a write after free there harms
+        // nothing, as arming rewrites it, and a double free after it still
+        // stops on the tail word or the bitmap.)
+        if b.cast::<u8>().add(POISON_AT).cast::<u64>().read() != FILL_WORD {
             return false;
         }
         let next = (*b).next as usize;
@@ -297,9 +297,46 @@ pub(crate) unsafe fn check_large(h: *mut LargeBlock) -> Result<(), FreeErrorKind
 impl<P: PageSource> Heap<P> {
     /// `alloc` in the hardened build: small requests get a class with room
     /// for their slack and tail word, then are armed; large ones are armed
-    /// by `alloc_large`.
+    /// by `alloc_large`. Common sizes at the default alignment take one
+    /// table load, as in the default build.
     #[inline(always)]
     pub(crate) fn alloc_hardened(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        if size <= TABLE_MAX - SLACK - 8 && align <= MIN_ALIGN && align.is_power_of_two() {
+            // Rounded up to 16 here, so the table's own rounding folds away.
+            let c = class_of_table((size.max(16) + SLACK + 8 + 15) & !15);
+            if c < self.geo.slab_classes {
+                return self.alloc_armed(c, size, zero);
+            }
+        }
+        self.alloc_hardened_other(size, align, zero)
+    }
+
+    /// A block of class `c` for a request of `size` bytes, armed.
+    #[inline(always)]
+    fn alloc_armed(&mut self, c: usize, size: usize, zero: bool) -> *mut u8 {
+        // Zeroed here, the request only: zeroing the whole block would clear
+        // its tail word, which a free of the block above (on another thread)
+        // may be reading as the block below's.
+        let b = self.alloc_class(c, false);
+        if !b.is_null() {
+            // SAFETY: callers pass `c < slab_classes <= NUM_CLASSES` (the
+            // geometry stops at the last class), so the size table needs no
+            // bounds check; `b` is a block of class `c` just handed out, and
+            // `size <= room(class_size(c))` (callers chose `c` so).
+            unsafe {
+                core::hint::assert_unchecked(c < NUM_CLASSES);
+                if zero {
+                    ptr::write_bytes(b, 0, size);
+                }
+                arm(b, size, class_size(c));
+            }
+        }
+        b
+    }
+
+    /// The other requests: over-aligned, past the table, or large.
+    #[inline(never)]
+    fn alloc_hardened_other(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         let Some(need) = padded(size) else {
             return ptr::null_mut();
         };
@@ -310,21 +347,7 @@ impl<P: PageSource> Heap<P> {
                 class_for(need, align.max(MIN_ALIGN))
             };
             if let Some(c) = c.filter(|&c| c < self.geo.slab_classes) {
-                // Zeroed here, the request only: zeroing the whole block
-                // would clear its tail word, which a free of the block above
-                // (on another thread) may be reading as the block below's.
-                let b = self.alloc_class(c, false);
-                if !b.is_null() {
-                    // SAFETY: a block of class `c` just handed out, and
-                    // `size + 8 <= need <= class_size(c)`.
-                    unsafe {
-                        if zero {
-                            ptr::write_bytes(b, 0, size);
-                        }
-                        arm(b, size, class_size(c));
-                    }
-                }
-                return b;
+                return self.alloc_armed(c, size, zero);
             }
         }
         // A large block, even for a size a slab class would serve without
@@ -379,9 +402,10 @@ mod tests {
 
     #[test]
     fn padded_sizes_leave_room_for_the_tail_word() {
-        assert_eq!(padded(0), Some(24));
-        assert_eq!(padded(16), Some(24));
-        assert_eq!(padded(100), Some(108));
+        assert_eq!(padded(0), Some(32));
+        assert_eq!(padded(16), Some(32));
+        assert_eq!(padded(100), Some(116));
+        assert_eq!(room(padded(100).unwrap()), 100);
         assert_eq!(padded(usize::MAX), None);
     }
 }

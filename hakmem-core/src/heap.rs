@@ -318,18 +318,19 @@ impl<P: PageSource> Heap<P> {
             if (*b).tag != free_tag(b.cast()) {
                 corrupted(b.cast());
             }
+            // (Read once: `count_alloc` may call out, and the geometry
+            // would be read again after it.)
             #[cfg(feature = "hardened")]
-            if !crate::hardened::check_reuse(self.superslab_of(b.cast()), slab, b) {
+            let (ss, units) = (self.superslab_of(b.cast()), self.geo.units);
+            #[cfg(feature = "hardened")]
+            if !crate::hardened::check_reuse(ss, slab, b) {
                 corrupted(b.cast());
             }
             (*slab).free = (*b).next;
             (*b).tag = 0;
-            self.count_alloc(slab);
             #[cfg(feature = "hardened")]
-            {
-                let ss = self.superslab_of(b.cast());
-                SuperSlab::mark_allocated(ss, self.geo.units, b as usize - ss as usize);
-            }
+            SuperSlab::mark_allocated(ss, units, b as usize - ss as usize);
+            self.count_alloc(slab);
         }
     }
 

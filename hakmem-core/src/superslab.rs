@@ -87,14 +87,20 @@ const _: () = assert!(
     "two cache lines: shared, then the owner's"
 );
 
-/// Offset of the hardened allocation bitmap (one bit per 16 bytes).
+/// Offset of the hardened allocation bitmap (one bit per 16 bytes): right
+/// after the slab array, which ends aligned for it (asserted below), so the
+/// fast paths compute it with no rounding.
 #[cfg(feature = "hardened")]
+#[inline(always)]
 const fn bitmap_offset(units: usize) -> usize {
-    round_up(
-        SLABS_OFFSET + units * size_of::<Slab>(),
-        align_of::<AtomicUsize>(),
-    )
+    SLABS_OFFSET + units * size_of::<Slab>()
 }
+#[cfg(feature = "hardened")]
+const _: () = assert!(
+    SLABS_OFFSET % align_of::<AtomicUsize>() == 0
+        && size_of::<Slab>() % align_of::<AtomicUsize>() == 0,
+    "the bitmap after the slab array is aligned"
+);
 
 /// Header bytes for a SuperSlab of `ss_size` bytes with `units` units.
 pub(crate) const fn header_bytes(units: usize, ss_size: usize) -> usize {

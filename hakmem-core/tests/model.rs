@@ -123,9 +123,9 @@ fn zeros() -> &'static [u8] {
 /// The size class the heap must serve `(size, align)` from, or `None` for a
 /// large block.
 fn expected_class(geo: &Geometry, size: usize, align: usize) -> Option<usize> {
-    // Hardened: a small block also holds its slack and tail word.
+    // Hardened: a small block also holds its slack word and tail word.
     let size = if cfg!(feature = "hardened") {
-        size.max(16) + 8
+        size.max(16) + 16
     } else {
         size
     };
