@@ -63,7 +63,7 @@ use crate::heap::Heap;
 use crate::page_source::PageSource;
 use crate::size_class::NUM_CLASSES;
 use crate::slab::{corrupted, free_tag, Block, Slab};
-use crate::superslab::{find_run, run_mask, SuperSlab};
+use crate::superslab::{find_run, SuperSlab};
 
 /// `Slab::class` of a medium slab; also the index of the heap's list of
 /// medium slabs among the partial lists.
@@ -723,20 +723,7 @@ impl Arena {
                 if m != 0 {
                     let bin = b + m.trailing_zeros();
                     // Best fit among the first blocks of that bin.
-                    let mut i = *Self::bins(a).add(bin as usize);
-                    let mut best = i;
-                    let mut best_size = u32::MAX;
-                    let mut tries = 0;
-                    while i != NONE && tries < BIN_SCAN {
-                        let h = Self::header(a, i);
-                        if (*h).size < best_size {
-                            best = i;
-                            best_size = (*h).size;
-                        }
-                        i = (*h).next;
-                        tries += 1;
-                    }
-                    return Some((best, bin));
+                    return Some((Self::best_of_bin(a, bin, BIN_SCAN), bin));
                 }
             }
             None
@@ -789,19 +776,19 @@ impl Arena {
         }
     }
 
-    /// The best fit among the first blocks of non-empty bin `bin` (all of
-    /// whose blocks are large enough).
+    /// The best fit among the first `scan` blocks of non-empty bin `bin`
+    /// (all of whose blocks are large enough).
     ///
     /// # Safety
     /// `a` is a live arena and `bin` one of its non-empty bins.
-    unsafe fn best_of_bin(a: *mut Arena, bin: u32) -> u32 {
+    unsafe fn best_of_bin(a: *mut Arena, bin: u32, scan: usize) -> u32 {
         // SAFETY: per the caller.
         unsafe {
             let mut i = *Self::bins(a).add(bin as usize);
             let mut best = i;
             let mut best_size = u32::MAX;
             let mut tries = 0;
-            while i != NONE && tries < BEST_SCAN {
+            while i != NONE && tries < scan {
                 let h = Self::header(a, i);
                 if (*h).size < best_size {
                     best = i;
@@ -1160,7 +1147,7 @@ impl<P: PageSource> Heap<P> {
                     let k = self.medium.bins[bin as usize].trailing_zeros() as usize;
                     let s = self.medium.slabs[k];
                     let a = arena_of(self.superslab_of(s.cast()), s);
-                    return Some((s, Arena::best_of_bin(a, bin)));
+                    return Some((s, Arena::best_of_bin(a, bin, BEST_SCAN)));
                 }
             }
             if self.medium.overflow == 0 {
@@ -1399,22 +1386,9 @@ impl<P: PageSource> Heap<P> {
         lo: usize,
         hi: usize,
     ) -> Option<*mut Slab> {
-        let mask = run_mask(first, span);
         // SAFETY: per the caller.
         unsafe {
-            if (*ss).clean_units & mask != 0 {
-                if !self.recommit_units(ss, first, span) {
-                    return None;
-                }
-                (*ss).clean_units &= !mask;
-            }
-            let fresh = (*ss).fresh_units & mask == mask;
-            (*ss).free_units &= !mask;
-            (*ss).fresh_units &= !mask;
-            (*ss).empty_units |= mask; // used == 0 until its first block
-            for u in first..first + span {
-                (*SuperSlab::slab(ss, u as usize)).head = first as u8;
-            }
+            let fresh = self.claim_units(ss, first, span)?;
             let slab = SuperSlab::slab(ss, first as usize);
             slab.write(Slab {
                 free: ptr::null_mut(),

@@ -203,6 +203,42 @@ impl<P: PageSource> Heap<P> {
         }
     }
 
+    /// Takes the free units `first .. first + span` of `ss` for a new slab
+    /// (small or medium) that starts at `first`: gives decommitted units
+    /// their pages back, marks the run used and empty (no block held yet)
+    /// and points each unit's record at `first`. Returns whether every unit
+    /// was fresh (never written since mapped), or `None`, with nothing
+    /// changed, when the pages could not be recommitted.
+    ///
+    /// # Safety
+    /// `ss` is a live owned SuperSlab and the units are free.
+    pub(crate) unsafe fn claim_units(
+        &mut self,
+        ss: *mut SuperSlab,
+        first: u32,
+        span: u32,
+    ) -> Option<bool> {
+        let mask = run_mask(first, span);
+        // SAFETY: `ss` is live and ours, the units free (caller).
+        unsafe {
+            if (*ss).clean_units & mask != 0 {
+                // Decommitted units may need their pages back first.
+                if !self.recommit_units(ss, first, span) {
+                    return None;
+                }
+                (*ss).clean_units &= !mask;
+            }
+            let fresh = (*ss).fresh_units & mask == mask;
+            (*ss).free_units &= !mask;
+            (*ss).fresh_units &= !mask;
+            (*ss).empty_units |= mask; // used == 0 until its first block
+            for u in first..first + span {
+                (*SuperSlab::slab(ss, u as usize)).head = first as u8;
+            }
+            Some(fresh)
+        }
+    }
+
     /// Assigns a free run of units of `ss` to a new slab of class `c` and
     /// links it at the head of its partial list. When no run is free, the
     /// SuperSlab's empty slabs give their units back first.
@@ -239,21 +275,7 @@ impl<P: PageSource> Heap<P> {
                 }
                 break (first, start, capacity);
             };
-            let mask = run_mask(first, span);
-            if (*ss).clean_units & mask != 0 {
-                // Decommitted units may need their pages back first.
-                if !self.recommit_units(ss, first, span) {
-                    return None;
-                }
-                (*ss).clean_units &= !mask;
-            }
-            let fresh = (*ss).fresh_units & mask == mask;
-            (*ss).free_units &= !mask;
-            (*ss).fresh_units &= !mask;
-            (*ss).empty_units |= mask; // used == 0 until its first block
-            for u in first..first + span {
-                (*SuperSlab::slab(ss, u as usize)).head = first as u8;
-            }
+            let fresh = self.claim_units(ss, first, span)?;
             let slab = SuperSlab::slab(ss, first as usize);
             slab.write(Slab {
                 free: ptr::null_mut(),
