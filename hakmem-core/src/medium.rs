@@ -104,8 +104,8 @@ pub(crate) const INDEXED: usize = SlabSet::BITS as usize;
 pub(crate) struct MediumIndex {
     /// Per bin: bit `k` set iff indexed slab `k` has a block in that bin.
     bins: [SlabSet; MAX_BINS as usize],
-    /// Bins with a block in some indexed slab.
-    any: u128,
+    /// Bins with a block in some indexed slab, 64 to a word.
+    any: [u64; 2],
     /// Indexed slabs, by index.
     slabs: [*mut Slab; INDEXED],
     /// Indices in use.
@@ -118,26 +118,30 @@ impl MediumIndex {
     /// No medium slab.
     pub const EMPTY: MediumIndex = MediumIndex {
         bins: [0; MAX_BINS as usize],
-        any: 0,
+        any: [0; 2],
         slabs: [ptr::null_mut(); INDEXED],
         used: 0,
         overflow: 0,
     };
 
-    /// Records that slab `k`'s non-empty bins went from `old` to `new`.
+    /// Records that slab `k`'s non-empty bins (64 to a word) went from
+    /// `old` to `new`.
     #[inline]
-    fn sync(&mut self, k: usize, old: u128, new: u128) {
-        let mut changed = old ^ new;
-        while changed != 0 {
-            let b = changed.trailing_zeros() as usize;
-            changed &= changed - 1;
-            if new >> b & 1 != 0 {
-                self.bins[b] |= 1 << k;
-                self.any |= 1 << b;
-            } else {
-                self.bins[b] &= !(1 << k);
-                if self.bins[b] == 0 {
-                    self.any &= !(1 << b);
+    fn sync(&mut self, k: usize, old: [u64; 2], new: [u64; 2]) {
+        for w in 0..2 {
+            let mut changed = old[w] ^ new[w];
+            while changed != 0 {
+                let b = changed.trailing_zeros();
+                changed &= changed - 1;
+                let bin = w * 64 + b as usize;
+                if new[w] >> b & 1 != 0 {
+                    self.bins[bin] |= 1 << k;
+                    self.any[w] |= 1 << b;
+                } else {
+                    self.bins[bin] &= !(1 << k);
+                    if self.bins[bin] == 0 {
+                        self.any[w] &= !(1 << b);
+                    }
                 }
             }
         }
@@ -160,19 +164,10 @@ impl MediumIndex {
                 want[b] |= 1 << k;
             }
         }
-        (0..MAX_BINS as usize)
-            .all(|b| self.bins[b] == want[b] && (self.any >> b & 1 != 0) == (want[b] != 0))
+        (0..MAX_BINS as usize).all(|b| {
+            self.bins[b] == want[b] && (self.any[b / 64] >> (b % 64) & 1 != 0) == (want[b] != 0)
+        })
     }
-}
-
-/// One of the arena's two interleaved bitmaps: granule `i` has its start
-/// bit at `2i` and its free bit at `2i + 1` of one array, so a block's two
-/// bits share a word (one cache line to check or change both).
-#[derive(Clone, Copy)]
-struct Bits {
-    base: *mut AtomicUsize,
-    /// 0: start bits, 1: free bits.
-    which: usize,
 }
 
 /// The start bits of a bitmap word.
@@ -331,6 +326,173 @@ pub(crate) unsafe fn arena_of(ss: *mut SuperSlab, slab: *const Slab) -> *mut Are
     unsafe { ss.cast::<u8>().add((*slab).end as usize).cast() }
 }
 
+/// Granule `i`'s start bit, in its pair (bit `2i` of the bitmap).
+const START: usize = 1;
+/// Granule `i`'s free bit, in its pair (bit `2i + 1`).
+const FREE: usize = 2;
+
+/// An arena's addresses and sizes, read from its header once per
+/// operation: every store through a raw pointer (bitmap, bins, block
+/// headers) could alias the header, so without this each bit access would
+/// reload them.
+#[derive(Clone, Copy)]
+struct View {
+    a: *mut Arena,
+    /// The bitmap (granule `i`: bits `2i`, `2i + 1`).
+    bits: *mut AtomicUsize,
+    /// Granule 0.
+    g0: *mut u8,
+    /// The bin heads.
+    bins: *mut u32,
+    /// Granules in the arena.
+    granules: u32,
+    /// The last bin (blocks of its size and larger).
+    last_bin: u32,
+}
+
+impl View {
+    /// # Safety
+    /// `a` is a live arena.
+    #[inline(always)]
+    unsafe fn of(a: *const Arena) -> View {
+        // SAFETY: per the caller: the header says where its parts lie, all
+        // inside the slab.
+        unsafe {
+            let base = a.cast::<u8>().cast_mut();
+            View {
+                a: a.cast_mut(),
+                bits: base.add((*a).bits as usize).cast(),
+                g0: base.add((*a).meta as usize),
+                bins: base.add(BINS_OFFSET).cast(),
+                granules: (*a).granules,
+                last_bin: (*a).nbins - 1,
+            }
+        }
+    }
+
+    /// The bitmap word holding granule `i`'s pair, and the pair's shift.
+    ///
+    /// # Safety
+    /// `i` is below the arena's granules.
+    #[inline(always)]
+    unsafe fn word(self, i: u32) -> (*const AtomicUsize, u32) {
+        let bit = 2 * i as usize;
+        // SAFETY: per the caller, inside the bitmap.
+        (unsafe { self.bits.add(bit / BITS) }, (bit % BITS) as u32)
+    }
+
+    /// Granule `i`'s pair ([`START`], [`FREE`]).
+    ///
+    /// # Safety
+    /// As [`word`](Self::word).
+    #[inline(always)]
+    unsafe fn pair(self, i: u32) -> usize {
+        // SAFETY: per the caller.
+        unsafe {
+            let (w, s) = self.word(i);
+            ((*w).load(Ordering::Relaxed) >> s) & 3
+        }
+    }
+
+    /// # Safety
+    /// As [`word`](Self::word).
+    #[inline(always)]
+    unsafe fn is_free(self, i: u32) -> bool {
+        // SAFETY: per the caller.
+        unsafe { self.pair(i) & FREE != 0 }
+    }
+
+    /// # Safety
+    /// As [`word`](Self::word).
+    #[inline(always)]
+    unsafe fn is_start(self, i: u32) -> bool {
+        // SAFETY: per the caller.
+        unsafe { self.pair(i) & START != 0 }
+    }
+
+    /// Clears the bits `clear` and sets the bits `set` of granule `i`'s
+    /// pair (owner only: plain load and store).
+    ///
+    /// # Safety
+    /// As [`word`](Self::word), and the arena is the caller's.
+    #[inline(always)]
+    unsafe fn change(self, i: u32, clear: usize, set: usize) {
+        // SAFETY: per the caller; only the owner writes, so load + store is
+        // exact.
+        unsafe {
+            let (w, s) = self.word(i);
+            let v = (*w).load(Ordering::Relaxed);
+            (*w).store((v & !(clear << s)) | (set << s), Ordering::Relaxed);
+        }
+    }
+
+    /// Address of granule `i`.
+    ///
+    /// # Safety
+    /// `i <= granules`.
+    #[inline(always)]
+    unsafe fn granule(self, i: u32) -> *mut u8 {
+        // SAFETY: per the caller.
+        unsafe { self.g0.add((i as usize) << GRANULE_SHIFT) }
+    }
+
+    /// The header of the free block at granule `i`.
+    ///
+    /// # Safety
+    /// `i < granules`.
+    #[inline(always)]
+    unsafe fn header(self, i: u32) -> *mut FreeBlock {
+        // SAFETY: per the caller.
+        unsafe { self.granule(i).cast() }
+    }
+
+    /// The footer of the block that ends before granule `i`.
+    ///
+    /// # Safety
+    /// `0 < i <= granules`.
+    #[inline(always)]
+    unsafe fn footer(self, i: u32) -> *mut u32 {
+        // SAFETY: per the caller: the block's last 4 bytes.
+        unsafe { self.granule(i).cast::<u32>().sub(1) }
+    }
+
+    /// The bin of a free block of `g` granules.
+    #[inline(always)]
+    fn bin(self, g: u32) -> u32 {
+        bin_of(g).min(self.last_bin)
+    }
+
+    /// Granule index of `p`, if it is a granule start inside the arena.
+    #[inline(always)]
+    fn index_of(self, p: usize) -> Option<u32> {
+        let rel = p.wrapping_sub(self.g0 as usize);
+        if rel % GRANULE != 0 || rel >> GRANULE_SHIFT >= self.granules as usize {
+            return None;
+        }
+        Some((rel >> GRANULE_SHIFT) as u32)
+    }
+}
+
+/// The first bin at or above `b` set in `mask` (two words of 64 bins).
+#[inline(always)]
+fn first_bin(mask: [u64; 2], b: u32) -> Option<u32> {
+    if b < 64 {
+        let m = mask[0] >> b;
+        if m != 0 {
+            return Some(b + m.trailing_zeros());
+        }
+        if mask[1] != 0 {
+            return Some(64 + mask[1].trailing_zeros());
+        }
+        None
+    } else if b < 128 {
+        let m = mask[1] >> (b - 64);
+        (m != 0).then(|| b + m.trailing_zeros())
+    } else {
+        None
+    }
+}
+
 impl Arena {
     /// Writes an empty arena (one free block) over `[base + off, base + off + bytes)`.
     /// `zeroed`: the memory reads as zero already (the bitmaps need no clearing).
@@ -356,52 +518,17 @@ impl Arena {
                     as u32,
                 mask: [0; 2],
             });
-            let bins = Self::bins(a);
+            let v = View::of(a);
             for b in 0..nbins as usize {
-                bins.add(b).write(NONE);
+                v.bins.add(b).write(NONE);
             }
             if !zeroed {
-                let words = Self::start_bits(a).base;
                 for w in 0..(*a).words as usize {
-                    words.add(w).write(AtomicUsize::new(0));
+                    v.bits.add(w).write(AtomicUsize::new(0));
                 }
             }
-            Self::insert_free(a, 0, granules);
+            Self::insert_free(v, 0, granules);
             a
-        }
-    }
-
-    /// # Safety
-    /// `a` is a live arena.
-    #[inline]
-    unsafe fn bins(a: *mut Arena) -> *mut u32 {
-        // SAFETY: the bins follow the header.
-        unsafe { a.cast::<u8>().add(BINS_OFFSET).cast() }
-    }
-
-    /// # Safety
-    /// `a` is a live arena.
-    #[inline]
-    unsafe fn start_bits(a: *const Arena) -> Bits {
-        // SAFETY: the bitmap follows the bins, word-aligned.
-        unsafe {
-            Bits {
-                base: a.cast::<u8>().add((*a).bits as usize).cast_mut().cast(),
-                which: 0,
-            }
-        }
-    }
-
-    /// # Safety
-    /// `a` is a live arena.
-    #[inline]
-    unsafe fn free_bits(a: *const Arena) -> Bits {
-        // SAFETY: the same bitmap, odd bits.
-        unsafe {
-            Bits {
-                which: 1,
-                ..Self::start_bits(a)
-            }
         }
     }
 
@@ -411,13 +538,8 @@ impl Arena {
     /// `a` is a live arena, `i <= granules`.
     #[inline]
     pub unsafe fn granule(a: *const Arena, i: u32) -> *mut u8 {
-        // SAFETY: per the caller; granule 0 lies `meta` bytes past the
-        // header, inside the slab.
-        unsafe {
-            a.cast::<u8>()
-                .cast_mut()
-                .add((*a).meta as usize + ((i as usize) << GRANULE_SHIFT))
-        }
+        // SAFETY: per the caller.
+        unsafe { View::of(a).granule(i) }
     }
 
     /// Granule index of `p`, if it is a granule start inside the arena.
@@ -427,46 +549,20 @@ impl Arena {
     #[inline]
     pub unsafe fn index_of(a: *const Arena, p: usize) -> Option<u32> {
         // SAFETY: per the caller.
-        unsafe {
-            let rel = p.wrapping_sub(a as usize + (*a).meta as usize);
-            if rel % GRANULE != 0 || rel >> GRANULE_SHIFT >= (*a).granules as usize {
-                return None;
-            }
-            Some((rel >> GRANULE_SHIFT) as u32)
-        }
-    }
-
-    #[inline]
-    unsafe fn get(bits: Bits, i: u32) -> bool {
-        let i = 2 * i as usize + bits.which;
-        // SAFETY: `i` is below the arena's granules (callers).
-        unsafe { (*bits.base.add(i / BITS)).load(Ordering::Relaxed) & (1 << (i % BITS)) != 0 }
-    }
-
-    #[inline]
-    unsafe fn set(bits: Bits, i: u32, on: bool) {
-        let i = 2 * i as usize + bits.which;
-        // SAFETY: as `get`; only the owner writes, so load + store is exact.
-        unsafe {
-            let w = &*bits.base.add(i / BITS);
-            let v = w.load(Ordering::Relaxed);
-            let m = 1usize << (i % BITS);
-            w.store(if on { v | m } else { v & !m }, Ordering::Relaxed);
-        }
+        unsafe { View::of(a) }.index_of(p)
     }
 
     /// The first start bit after granule `i`, or `granules`.
     ///
     /// # Safety
-    /// `a` is a live arena, `i < granules`.
-    unsafe fn next_start(a: *const Arena, i: u32) -> u32 {
+    /// `i < granules`.
+    unsafe fn next_start(v: View, i: u32) -> u32 {
         // SAFETY: per the caller; words below `words` only.
         unsafe {
-            let bits = Self::start_bits(a).base;
-            let n = 2 * (*a).granules as usize;
+            let n = 2 * v.granules as usize;
             let mut j = 2 * (i as usize + 1);
             while j < n {
-                let w = ((*bits.add(j / BITS)).load(Ordering::Relaxed) & EVEN) >> (j % BITS);
+                let w = ((*v.bits.add(j / BITS)).load(Ordering::Relaxed) & EVEN) >> (j % BITS);
                 if w != 0 {
                     let k = j + w.trailing_zeros() as usize;
                     return (k.min(n) / 2) as u32;
@@ -480,15 +576,14 @@ impl Arena {
     /// The last start bit at or before granule `i`.
     ///
     /// # Safety
-    /// `a` is a live arena, `i < granules`.
-    unsafe fn prev_start(a: *const Arena, i: u32) -> u32 {
+    /// `i < granules`.
+    unsafe fn prev_start(v: View, i: u32) -> u32 {
         // SAFETY: per the caller; granule 0 always starts a block.
         unsafe {
-            let bits = Self::start_bits(a).base;
             let mut j = 2 * i as usize;
             loop {
                 let b = j % BITS;
-                let w = (*bits.add(j / BITS)).load(Ordering::Relaxed) & EVEN;
+                let w = (*v.bits.add(j / BITS)).load(Ordering::Relaxed) & EVEN;
                 let m = if b == BITS - 1 {
                     !0
                 } else {
@@ -515,24 +610,74 @@ impl Arena {
     pub unsafe fn check_held(a: *const Arena, p: usize) -> Result<u32, FreeErrorKind> {
         // SAFETY: per the caller; only bitmaps are read.
         unsafe {
-            let Some(i) = Self::index_of(a, p) else {
-                return Err(FreeErrorKind::NotAllocated);
-            };
-            let free = Self::get(Self::free_bits(a), i);
-            if Self::get(Self::start_bits(a), i) {
-                return if free {
-                    Err(FreeErrorKind::DoubleFree)
-                } else {
-                    Ok(i)
-                };
-            }
-            // Inside a block: held (an interior pointer) or free.
-            let s = Self::prev_start(a, i);
-            if Self::get(Self::free_bits(a), s) {
+            let v = View::of(a);
+            let i = v.index_of(p).ok_or(FreeErrorKind::NotAllocated)?;
+            Self::held_at(v, i, v.pair(i))
+        }
+    }
+
+    /// `Ok(i)` if granule `i`, whose pair is `pair`, starts a held block;
+    /// else what it is.
+    ///
+    /// # Safety
+    /// `i < granules`.
+    #[inline(always)]
+    unsafe fn held_at(v: View, i: u32, pair: usize) -> Result<u32, FreeErrorKind> {
+        if pair == START {
+            return Ok(i);
+        }
+        if pair == START | FREE {
+            return Err(FreeErrorKind::DoubleFree);
+        }
+        // SAFETY: per the caller. Inside a block: held (an interior
+        // pointer) or free.
+        unsafe { Self::inside_block(v, i) }
+    }
+
+    /// What a granule that starts no block is: inside a free block or a
+    /// held one.
+    ///
+    /// # Safety
+    /// `i < granules`.
+    #[cold]
+    unsafe fn inside_block(v: View, i: u32) -> Result<u32, FreeErrorKind> {
+        // SAFETY: per the caller.
+        unsafe {
+            if v.is_free(Self::prev_start(v, i)) {
                 Err(FreeErrorKind::NotAllocated)
             } else {
                 Err(FreeErrorKind::Interior)
             }
+        }
+    }
+
+    /// The held block `p` starts: its first granule and granules; else
+    /// what `p` is (as [`check_held`](Self::check_held)). Any thread may
+    /// ask. One bitmap load serves the check and (for a block under
+    /// [`SIZED`] granules whose next start lies in the same word) the size.
+    ///
+    /// # Safety
+    /// `a` is a live arena.
+    #[inline]
+    pub unsafe fn held_block(a: *const Arena, p: usize) -> Result<(u32, u32), FreeErrorKind> {
+        // SAFETY: per the caller; only bitmaps are read.
+        unsafe {
+            let v = View::of(a);
+            let i = v.index_of(p).ok_or(FreeErrorKind::NotAllocated)?;
+            let (w, s) = v.word(i);
+            let word = (*w).load(Ordering::Relaxed);
+            Self::held_at(v, i, (word >> s) & 3)?;
+            // The bits past the pair of `i`, in this word.
+            let rest = word >> s >> 2;
+            if rest & FREE == 0 {
+                // Not sized: the next start bit (granule `i + 1` starts
+                // nothing, a block has two granules or more).
+                let starts = rest & EVEN;
+                if starts != 0 {
+                    return Ok((i, 1 + starts.trailing_zeros() / 2));
+                }
+            }
+            Ok((i, Self::granules_at(v, i)))
         }
     }
 
@@ -541,15 +686,25 @@ impl Arena {
     /// # Safety
     /// `a` is a live arena and `i` starts a held block.
     pub unsafe fn block_granules(a: *const Arena, i: u32) -> u32 {
+        // SAFETY: per the caller.
+        unsafe { Self::granules_at(View::of(a), i) }
+    }
+
+    /// Granules of the held block at granule `i`: its stored size, or the
+    /// distance to the next start bit.
+    ///
+    /// # Safety
+    /// `i` starts a held block.
+    unsafe fn granules_at(v: View, i: u32) -> u32 {
         // SAFETY: per the caller: a held block has two granules or more, so
         // `i + 1` is inside it, and one with its size stored is long enough
         // to hold the field.
         unsafe {
-            if Self::get(Self::free_bits(a), i + 1) {
-                let v = compact(Self::read_bits(a, 2 * (i + 1), SIZE_SPAN) >> 1);
-                return (v >> 1) as u32;
+            if v.is_free(i + 1) {
+                let x = compact(Self::read_bits(v, 2 * (i + 1), SIZE_SPAN) >> 1);
+                return (x >> 1) as u32;
             }
-            Self::next_start(a, i) - i
+            Self::next_start(v, i) - i
         }
     }
 
@@ -558,14 +713,14 @@ impl Arena {
     /// ([`SIZED`]): a flag, then `g`. Those bits are clear before.
     ///
     /// # Safety
-    /// `a` is a live arena of the owner and `i` starts a held block of `g`
+    /// The arena is the owner's and `i` starts a held block of `g`
     /// granules.
     #[inline]
-    unsafe fn store_size(a: *mut Arena, i: u32, g: u32) {
+    unsafe fn store_size(v: View, i: u32, g: u32) {
         if g >= SIZED {
-            let v = 1 | (u64::from(g) << 1);
+            let x = 1 | (u64::from(g) << 1);
             // SAFETY: per the caller; the field lies inside the block.
-            unsafe { Self::update_bits(a, 2 * (i + 1), SIZE_SPAN, 0, spread(v) << 1) };
+            unsafe { Self::update_bits(v, 2 * (i + 1), SIZE_SPAN, 0, spread(x) << 1) };
         }
     }
 
@@ -574,28 +729,26 @@ impl Arena {
     /// # Safety
     /// As [`store_size`](Self::store_size).
     #[inline]
-    unsafe fn clear_size(a: *mut Arena, i: u32, g: u32) {
+    unsafe fn clear_size(v: View, i: u32, g: u32) {
         if g >= SIZED {
             let all = spread((1u64 << SIZE_FIELD) - 1) << 1;
             // SAFETY: per the caller; the field lies inside the block.
-            unsafe { Self::update_bits(a, 2 * (i + 1), SIZE_SPAN, all, 0) };
+            unsafe { Self::update_bits(v, 2 * (i + 1), SIZE_SPAN, all, 0) };
         }
     }
 
     /// The `len <= 64` bits of the bitmap from bit `pos`.
     ///
     /// # Safety
-    /// `a` is a live arena and the bits lie inside its bitmap.
-    unsafe fn read_bits(a: *const Arena, pos: u32, len: u32) -> u64 {
-        // SAFETY: per the caller.
-        let base = unsafe { Self::start_bits(a) }.base;
+    /// The bits lie inside the bitmap.
+    unsafe fn read_bits(v: View, pos: u32, len: u32) -> u64 {
         let (mut out, mut done) = (0u64, 0u32);
         while done < len {
             let p = (pos + done) as usize;
             let (w, b) = (p / BITS, p % BITS);
             let n = (BITS - b).min((len - done) as usize);
             // SAFETY: per the caller.
-            let word = unsafe { (*base.add(w)).load(Ordering::Relaxed) } as u64;
+            let word = unsafe { (*v.bits.add(w)).load(Ordering::Relaxed) } as u64;
             let bits = (word >> b) & (u64::MAX >> (64 - n));
             out |= bits << done;
             done += n as u32;
@@ -607,10 +760,8 @@ impl Arena {
     /// bits from bit `pos` (owner only: plain load and store).
     ///
     /// # Safety
-    /// `a` is a live arena of the owner and the bits lie inside its bitmap.
-    unsafe fn update_bits(a: *mut Arena, pos: u32, len: u32, clear: u64, set: u64) {
-        // SAFETY: per the caller.
-        let base = unsafe { Self::start_bits(a) }.base;
+    /// The arena is the owner's and the bits lie inside its bitmap.
+    unsafe fn update_bits(v: View, pos: u32, len: u32, clear: u64, set: u64) {
         let mut done = 0u32;
         while done < len {
             let p = (pos + done) as usize;
@@ -621,75 +772,67 @@ impl Arena {
             let s = ((set >> done) as usize & m) << b;
             // SAFETY: per the caller.
             unsafe {
-                let word = &*base.add(w);
-                let v = word.load(Ordering::Relaxed);
-                word.store((v & !c) | s, Ordering::Relaxed);
+                let word = &*v.bits.add(w);
+                let x = word.load(Ordering::Relaxed);
+                word.store((x & !c) | s, Ordering::Relaxed);
             }
             done += n as u32;
         }
     }
 
-    /// # Safety
-    /// `a` is a live arena and `i` a granule of it.
-    #[inline]
-    unsafe fn header(a: *const Arena, i: u32) -> *mut FreeBlock {
-        // SAFETY: per the caller.
-        unsafe { Self::granule(a, i).cast() }
-    }
-
     /// Makes `[i, i + g)` a free block and puts it on its bin.
     ///
     /// # Safety
-    /// `a` is a live arena; the range is inside it, no block overlaps it
-    /// except as being replaced, and `g >= MIN_GRANULES`.
-    unsafe fn insert_free(a: *mut Arena, i: u32, g: u32) {
+    /// The arena is the owner's; the range is inside it, no block overlaps
+    /// it except as being replaced, and `g >= MIN_GRANULES`.
+    #[inline(always)]
+    unsafe fn insert_free(v: View, i: u32, g: u32) {
         // SAFETY: per the caller: the range is ours to write.
         unsafe {
-            let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
-            Self::set(starts, i, true);
-            Self::set(frees, i, true);
-            Self::set(frees, i + g - 1, true);
-            let h = Self::header(a, i);
-            let b = bin_of(g).min((*a).nbins - 1);
-            let head = *Self::bins(a).add(b as usize);
+            v.change(i, 0, START | FREE);
+            v.change(i + g - 1, 0, FREE);
+            let h = v.header(i);
+            let b = v.bin(g);
+            let head = *v.bins.add(b as usize);
             ptr::addr_of_mut!((*h).tag).write(free_tag(h.cast()));
             ptr::addr_of_mut!((*h).next).write(head);
             ptr::addr_of_mut!((*h).prev).write(NONE);
             ptr::addr_of_mut!((*h).size).write(g);
-            Self::granule(a, i + g).cast::<u32>().sub(1).write(g);
+            v.footer(i + g).write(g);
             if head != NONE {
-                ptr::addr_of_mut!((*Self::header(a, head)).prev).write(i);
+                ptr::addr_of_mut!((*v.header(head)).prev).write(i);
             }
-            *Self::bins(a).add(b as usize) = i;
-            (*a).mask[b as usize / 64] |= 1 << (b % 64);
+            *v.bins.add(b as usize) = i;
+            (*v.a).mask[b as usize / 64] |= 1 << (b % 64);
         }
     }
 
-    /// Takes the free block at `i` off its bin and clears its free bits
-    /// (its start bit stays). Returns its granules.
+    /// Takes the free block at `i` off its bin and clears its free bits and
+    /// the bits `first` of its first granule ([`FREE`], or with [`START`]
+    /// when it merges into the block before it). Returns its granules.
     ///
     /// # Safety
-    /// `a` is a live arena and `i` starts a free block of it.
-    unsafe fn remove_free(a: *mut Arena, i: u32) -> u32 {
+    /// The arena is the owner's and `i` starts a free block of it.
+    #[inline(always)]
+    unsafe fn remove_free(v: View, i: u32, first: usize) -> u32 {
         // SAFETY: per the caller; the links name free blocks of the bin.
         unsafe {
-            let h = Self::header(a, i);
+            let h = v.header(i);
             let (g, next, prev) = ((*h).size, (*h).next, (*h).prev);
-            let b = bin_of(g).min((*a).nbins - 1);
+            let b = v.bin(g);
             if prev == NONE {
-                *Self::bins(a).add(b as usize) = next;
+                *v.bins.add(b as usize) = next;
                 if next == NONE {
-                    (*a).mask[b as usize / 64] &= !(1 << (b % 64));
+                    (*v.a).mask[b as usize / 64] &= !(1 << (b % 64));
                 }
             } else {
-                ptr::addr_of_mut!((*Self::header(a, prev)).next).write(next);
+                ptr::addr_of_mut!((*v.header(prev)).next).write(next);
             }
             if next != NONE {
-                ptr::addr_of_mut!((*Self::header(a, next)).prev).write(prev);
+                ptr::addr_of_mut!((*v.header(next)).prev).write(prev);
             }
-            let frees = Self::free_bits(a);
-            Self::set(frees, i, false);
-            Self::set(frees, i + g - 1, false);
+            v.change(i, first, 0);
+            v.change(i + g - 1, FREE, 0);
             ptr::addr_of_mut!((*h).tag).write(0);
             g
         }
@@ -702,31 +845,16 @@ impl Arena {
     pub unsafe fn find(a: *mut Arena, want: u32) -> Option<(u32, u32)> {
         // SAFETY: per the caller; bins hold free blocks.
         unsafe {
-            let b = bin_up(want);
+            let v = View::of(a);
             // The request's own bin first: a block there that is large
             // enough keeps the larger free blocks whole (closer to best fit).
             let own = bin_of(want);
-            if own != b && own < (*a).nbins && Self::has_bin(a, own) {
-                let mut i = *Self::bins(a).add(own as usize);
-                let mut tries = 0;
-                while i != NONE && tries < BIN_SCAN {
-                    let h = Self::header(a, i);
-                    if (*h).size >= want {
-                        return Some((i, own));
-                    }
-                    i = (*h).next;
-                    tries += 1;
-                }
+            if let Some(i) = Self::find_own(v, want) {
+                return Some((i, own));
             }
-            if b < (*a).nbins {
-                let m = Self::bins_mask(a) >> b;
-                if m != 0 {
-                    let bin = b + m.trailing_zeros();
-                    // Best fit among the first blocks of that bin.
-                    return Some((Self::best_of_bin(a, bin, BIN_SCAN), bin));
-                }
-            }
-            None
+            let bin = first_bin((*a).mask, bin_up(want))?;
+            // Best fit among the first blocks of that bin.
+            Some((Self::best_of_bin(v, bin, BIN_SCAN), bin))
         }
     }
 
@@ -751,21 +879,22 @@ impl Arena {
     }
 
     /// A block of the request's own bin holding `want` granules (the first
-    /// [`BIN_SCAN`] are tried).
+    /// [`BIN_SCAN`] are tried), where that bin also holds smaller blocks.
     ///
     /// # Safety
-    /// `a` is a live arena.
-    unsafe fn find_own(a: *mut Arena, want: u32) -> Option<u32> {
+    /// The view's arena is live.
+    #[inline]
+    unsafe fn find_own(v: View, want: u32) -> Option<u32> {
         // SAFETY: per the caller; bins hold free blocks.
         unsafe {
             let own = bin_of(want);
-            if own >= (*a).nbins || !Self::has_bin(a, own) {
+            if own == bin_up(want) || own > v.last_bin || !Self::has_bin(v.a, own) {
                 return None;
             }
-            let mut i = *Self::bins(a).add(own as usize);
+            let mut i = *v.bins.add(own as usize);
             let mut tries = 0;
             while i != NONE && tries < BIN_SCAN {
-                let h = Self::header(a, i);
+                let h = v.header(i);
                 if (*h).size >= want {
                     return Some(i);
                 }
@@ -780,16 +909,17 @@ impl Arena {
     /// (all of whose blocks are large enough).
     ///
     /// # Safety
-    /// `a` is a live arena and `bin` one of its non-empty bins.
-    unsafe fn best_of_bin(a: *mut Arena, bin: u32, scan: usize) -> u32 {
+    /// `bin` is one of the view's arena's non-empty bins.
+    #[inline]
+    unsafe fn best_of_bin(v: View, bin: u32, scan: usize) -> u32 {
         // SAFETY: per the caller.
         unsafe {
-            let mut i = *Self::bins(a).add(bin as usize);
+            let mut i = *v.bins.add(bin as usize);
             let mut best = i;
             let mut best_size = u32::MAX;
             let mut tries = 0;
             while i != NONE && tries < scan {
-                let h = Self::header(a, i);
+                let h = v.header(i);
                 if (*h).size < best_size {
                     best = i;
                     best_size = (*h).size;
@@ -836,18 +966,22 @@ impl Arena {
         let ag = (align >> GRANULE_SHIFT) as u32;
         // SAFETY: per the caller.
         unsafe {
-            let s = Self::remove_free(a, i);
+            let v = View::of(a);
+            // (Its start bit stays: the block, or its free head, starts at
+            // `i`.)
+            let s = Self::remove_free(v, i, FREE);
             let mut j = i;
             if ag > 1 {
-                let addr = Self::granule(a, i) as usize;
+                let addr = v.granule(i) as usize;
                 let mut pad = (addr.next_multiple_of(align) - addr) >> GRANULE_SHIFT;
                 if pad == 1 {
                     pad += ag as usize;
                 }
                 j = i + pad as u32;
                 if j > i {
-                    // The head stays free (its start bit is already set).
-                    Self::insert_free(a, i, j - i);
+                    // The head stays free.
+                    Self::insert_free(v, i, j - i);
+                    v.change(j, 0, START);
                 }
             }
             let end = i + s;
@@ -855,12 +989,11 @@ impl Arena {
             if end - (j + g) < MIN_GRANULES {
                 g = end - j;
             } else {
-                Self::insert_free(a, j + g, end - (j + g));
+                Self::insert_free(v, j + g, end - (j + g));
             }
-            Self::set(Self::start_bits(a), j, true);
-            Self::store_size(a, j, g);
+            Self::store_size(v, j, g);
             // A stale tag would read as a double free on the remote path.
-            ptr::addr_of_mut!((*Self::header(a, j)).tag).write(0);
+            ptr::addr_of_mut!((*v.header(j)).tag).write(0);
             (*a).held += g;
             (j, g)
         }
@@ -875,24 +1008,23 @@ impl Arena {
     pub unsafe fn free(a: *mut Arena, i: u32, g: u32) {
         // SAFETY: per the caller; neighbours are found through the bitmaps.
         unsafe {
-            Self::clear_size(a, i, g);
+            let v = View::of(a);
+            Self::clear_size(v, i, g);
             (*a).held -= g;
             let (mut i, mut g) = (i, g);
-            let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
             let n = i + g;
-            if n < (*a).granules && Self::get(frees, n) {
-                g += Self::remove_free(a, n);
-                Self::set(starts, n, false);
+            if n < v.granules && v.is_free(n) {
+                g += Self::remove_free(v, n, START | FREE);
             }
-            if i > 0 && Self::get(frees, i - 1) {
-                let ps = Self::granule(a, i).cast::<u32>().sub(1).read();
+            if i > 0 && v.is_free(i - 1) {
+                let ps = v.footer(i).read();
                 let p = i - ps;
-                Self::remove_free(a, p);
-                Self::set(starts, i, false);
+                Self::remove_free(v, p, FREE);
+                v.change(i, START, 0);
                 i = p;
                 g += ps;
             }
-            Self::insert_free(a, i, g);
+            Self::insert_free(v, i, g);
         }
     }
 
@@ -905,11 +1037,11 @@ impl Arena {
     pub unsafe fn resize(a: *mut Arena, i: u32, g: u32, want: u32) -> Option<u32> {
         // SAFETY: per the caller.
         unsafe {
-            let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
+            let v = View::of(a);
             let n = i + g;
-            let next_free = n < (*a).granules && Self::get(frees, n);
+            let next_free = n < v.granules && v.is_free(n);
             let room = if next_free {
-                g + (*Self::header(a, n)).size
+                g + (*v.header(n)).size
             } else {
                 g
             };
@@ -920,19 +1052,18 @@ impl Arena {
                 // Too little to give back on its own.
                 return Some(g);
             }
-            Self::clear_size(a, i, g);
+            Self::clear_size(v, i, g);
             if next_free {
-                Self::remove_free(a, n);
-                Self::set(starts, n, false);
+                Self::remove_free(v, n, START | FREE);
             }
             let end = i + room;
             let mut keep = want;
             if end - (i + keep) < MIN_GRANULES {
                 keep = end - i;
             } else {
-                Self::insert_free(a, i + keep, end - (i + keep));
+                Self::insert_free(v, i + keep, end - (i + keep));
             }
-            Self::store_size(a, i, keep);
+            Self::store_size(v, i, keep);
             (*a).held = (*a).held - g + keep;
             Some(keep)
         }
@@ -950,36 +1081,36 @@ impl Arena {
             if (*a).bits as usize != bits {
                 return Err("medium arena's bitmap offset");
             }
-            let (starts, frees) = (Self::start_bits(a), Self::free_bits(a));
+            let v = View::of(a);
             let n = (*a).granules;
-            if !Self::get(starts, 0) {
+            if !v.is_start(0) {
                 return Err("medium arena starts with a block");
             }
             let (mut held, mut held_g, mut free) = (0u32, 0u32, 0u32);
             let mut i = 0;
             let mut prev_free = false;
             while i < n {
-                let e = Self::next_start(a, i);
+                let e = Self::next_start(v, i);
                 let g = e - i;
                 if g < MIN_GRANULES {
                     return Err("medium block of at least two granules");
                 }
-                if Self::get(frees, i) {
-                    let h = Self::header(a, i);
+                if v.is_free(i) {
+                    let h = v.header(i);
                     if prev_free {
                         return Err("medium free blocks merged");
                     }
-                    if !Self::get(frees, e - 1) || (*h).size != g {
+                    if !v.is_free(e - 1) || (*h).size != g {
                         return Err("medium free block size and end bit");
                     }
-                    if Self::granule(a, e).cast::<u32>().sub(1).read() != g {
+                    if v.footer(e).read() != g {
                         return Err("medium free block footer");
                     }
                     if (*h).tag != free_tag(h.cast()) {
                         return Err("medium free block tag");
                     }
                     for k in i + 1..e - 1 {
-                        if Self::get(frees, k) {
+                        if v.is_free(k) {
                             return Err("no free bit inside a free block");
                         }
                     }
@@ -993,12 +1124,15 @@ impl Arena {
                         i + 1
                     };
                     for k in field..e {
-                        if Self::get(frees, k) {
+                        if v.is_free(k) {
                             return Err("no free bit inside a held block");
                         }
                     }
-                    if Self::block_granules(a, i) != g {
+                    if Self::granules_at(v, i) != g {
                         return Err("medium held block's stored size");
+                    }
+                    if Self::held_block(a, v.granule(i) as usize) != Ok((i, g)) {
+                        return Err("medium held block's check and size");
                     }
                     held += 1;
                     held_g += g;
@@ -1012,17 +1146,17 @@ impl Arena {
             // Each bin holds blocks of its size only; together, every free block.
             let mut listed = 0u32;
             for b in 0..(*a).nbins {
-                let mut k = *Self::bins(a.cast_mut()).add(b as usize);
+                let mut k = *v.bins.add(b as usize);
                 if (k != NONE) != Self::has_bin(a, b) {
                     return Err("medium bin mask");
                 }
                 let mut prev = NONE;
                 while k != NONE {
-                    if k >= n || !Self::get(frees, k) || !Self::get(starts, k) {
+                    if k >= n || !v.is_free(k) || !v.is_start(k) {
                         return Err("medium bin holds free blocks");
                     }
-                    let h = Self::header(a, k);
-                    if bin_of((*h).size).min((*a).nbins - 1) != b || (*h).prev != prev {
+                    let h = v.header(k);
+                    if v.bin((*h).size) != b || (*h).prev != prev {
                         return Err("medium bin links");
                     }
                     listed += 1;
@@ -1134,21 +1268,17 @@ impl<P: PageSource> Heap<P> {
                     let k = ks.trailing_zeros() as usize;
                     ks &= ks - 1;
                     let s = self.medium.slabs[k];
-                    let a = arena_of(self.superslab_of(s.cast()), s);
-                    if let Some(i) = Arena::find_own(a, want) {
+                    let v = View::of(arena_of(self.superslab_of(s.cast()), s));
+                    if let Some(i) = Arena::find_own(v, want) {
                         return Some((s, i));
                     }
                 }
             }
-            if (up as usize) < MAX_BINS as usize {
-                let m = self.medium.any >> up;
-                if m != 0 {
-                    let bin = up + m.trailing_zeros();
-                    let k = self.medium.bins[bin as usize].trailing_zeros() as usize;
-                    let s = self.medium.slabs[k];
-                    let a = arena_of(self.superslab_of(s.cast()), s);
-                    return Some((s, Arena::best_of_bin(a, bin, BEST_SCAN)));
-                }
+            if let Some(bin) = first_bin(self.medium.any, up) {
+                let k = self.medium.bins[bin as usize].trailing_zeros() as usize;
+                let s = self.medium.slabs[k];
+                let v = View::of(arena_of(self.superslab_of(s.cast()), s));
+                return Some((s, Arena::best_of_bin(v, bin, BEST_SCAN)));
             }
             if self.medium.overflow == 0 {
                 return None;
@@ -1183,11 +1313,11 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: per the caller.
         unsafe {
             let a = arena_of(self.superslab_of(s.cast()), s);
-            let old = Arena::bins_mask(a);
+            let old = (*a).mask;
             let r = f(a);
             let k = (*s).inv;
-            if k != NOT_INDEXED {
-                self.medium.sync(k as usize, old, Arena::bins_mask(a));
+            if k != NOT_INDEXED && (*a).mask != old {
+                self.medium.sync(k as usize, old, (*a).mask);
             }
             r
         }
@@ -1211,7 +1341,7 @@ impl<P: PageSource> Heap<P> {
             self.medium.used |= 1 << k;
             self.medium.slabs[k] = s;
             let a = arena_of(self.superslab_of(s.cast()), s);
-            self.medium.sync(k, 0, Arena::bins_mask(a));
+            self.medium.sync(k, [0; 2], (*a).mask);
         }
     }
 
@@ -1229,7 +1359,7 @@ impl<P: PageSource> Heap<P> {
                 return;
             }
             let a = arena_of(self.superslab_of(s.cast()), s);
-            self.medium.sync(k as usize, Arena::bins_mask(a), 0);
+            self.medium.sync(k as usize, (*a).mask, [0; 2]);
             self.medium.used &= !(1 << k);
             self.medium.slabs[k as usize] = ptr::null_mut();
         }
@@ -1438,12 +1568,11 @@ impl<P: PageSource> Heap<P> {
                 return Err(err(kind));
             }
             let a = arena_of(ss, slab);
-            let i = Arena::check_held(a, p).map_err(err)?;
+            let (i, g) = Arena::held_block(a, p).map_err(err)?;
             #[cfg(feature = "hardened")]
             if !SuperSlab::mark_free(ss, self.geo.units, p - ss as usize) {
                 return Err(err(FreeErrorKind::DoubleFree));
             }
-            let g = Arena::block_granules(a, i);
             self.with_arena(slab, |a| Arena::free(a, i, g));
             // Last: counting may empty the SuperSlab and release it.
             self.count_free(slab, 1);
