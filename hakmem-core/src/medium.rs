@@ -737,11 +737,24 @@ impl Arena {
         }
     }
 
-    /// The `len <= 64` bits of the bitmap from bit `pos`.
+    /// The `1 <= len <= 64` bits of the bitmap from bit `pos`.
     ///
     /// # Safety
     /// The bits lie inside the bitmap.
     unsafe fn read_bits(v: View, pos: u32, len: u32) -> u64 {
+        if BITS == 64 {
+            // One or two words, no loop.
+            let (w, b) = ((pos / 64) as usize, pos % 64);
+            // SAFETY: per the caller; the second word is read only when
+            // the bits run into it.
+            unsafe {
+                let mut x = (*v.bits.add(w)).load(Ordering::Relaxed) as u64 >> b;
+                if b + len > 64 {
+                    x |= ((*v.bits.add(w + 1)).load(Ordering::Relaxed) as u64) << (64 - b);
+                }
+                return x & (u64::MAX >> (64 - len));
+            }
+        }
         let (mut out, mut done) = (0u64, 0u32);
         while done < len {
             let p = (pos + done) as usize;
@@ -756,12 +769,32 @@ impl Arena {
         out
     }
 
-    /// Clears the bits `clear` and sets the bits `set` of the `len <= 64`
+    /// Clears the bits `clear` and sets the bits `set` of the `1 <= len <= 64`
     /// bits from bit `pos` (owner only: plain load and store).
     ///
     /// # Safety
     /// The arena is the owner's and the bits lie inside its bitmap.
     unsafe fn update_bits(v: View, pos: u32, len: u32, clear: u64, set: u64) {
+        if BITS == 64 {
+            // One or two words, no loop.
+            let (w, b) = ((pos / 64) as usize, pos % 64);
+            let m = u64::MAX >> (64 - len);
+            let (c, s) = (clear & m, set & m);
+            // SAFETY: per the caller; the second word is written only when
+            // the bits run into it.
+            unsafe {
+                let word = &*v.bits.add(w);
+                let x = word.load(Ordering::Relaxed) as u64;
+                word.store(((x & !(c << b)) | (s << b)) as usize, Ordering::Relaxed);
+                if b + len > 64 {
+                    let word = &*v.bits.add(w + 1);
+                    let x = word.load(Ordering::Relaxed) as u64;
+                    let (c, s) = (c >> (64 - b), s >> (64 - b));
+                    word.store(((x & !c) | s) as usize, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
         let mut done = 0u32;
         while done < len {
             let p = (pos + done) as usize;
