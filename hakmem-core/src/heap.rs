@@ -28,9 +28,9 @@
 //!
 //! Invariants (checked by [`Heap::check`]):
 //! - per slab: `used + (length of free) == carved`;
-//! - per SuperSlab: `live` = number of its slabs with `used > 0`; its held
-//!   blocks are `Σ slab.used − remote_count`; `live == 0` for exactly
-//!   `Counters::empty` of them;
+//! - per SuperSlab: `live` = number of its slabs with `used > 0` or current
+//!   (pinned, `account.rs`); its held blocks are `Σ slab.used − remote_count`;
+//!   `live == 0` for exactly `Counters::empty` of them;
 //! - every slab with room is in its class's partial list;
 //! - no SuperSlab with `live == 0` stays mapped beyond `Config::retain` of
 //!   them, except during one call.
@@ -309,8 +309,8 @@ impl<P: PageSource> Heap<P> {
     /// Pops `b`, the head of `slab`'s free list, for the application.
     ///
     /// # Safety
-    /// `slab` is an assigned slab of a live owned SuperSlab and `b` its
-    /// free list's head, not null.
+    /// `slab` is the current (pinned) slab of its class, of a live owned
+    /// SuperSlab, and `b` its free list's head, not null.
     #[inline(always)]
     unsafe fn take_free(&mut self, slab: *mut Slab, b: *mut Block) {
         // SAFETY: per the caller; the tag says whether the link is ours.
@@ -330,7 +330,7 @@ impl<P: PageSource> Heap<P> {
             (*b).tag = 0;
             #[cfg(feature = "hardened")]
             SuperSlab::mark_allocated(ss, units, b as usize - ss as usize);
-            self.count_alloc(slab);
+            self.count_alloc_current(slab);
         }
     }
 
@@ -369,7 +369,7 @@ impl<P: PageSource> Heap<P> {
                     if !fresh {
                         (*b).tag = 0;
                     }
-                    self.count_alloc(slab);
+                    self.count_alloc_current(slab);
                     #[cfg(feature = "hardened")]
                     SuperSlab::mark_allocated(ss, self.geo.units, b as usize - ss as usize);
                     if zero && !(fresh && P::MAPS_ZEROED) {
@@ -711,17 +711,21 @@ impl<P: PageSource> Heap<P> {
         if self.n.large_count != 0 {
             return false;
         }
+        // Empty current slabs hold nothing but count live, one each.
+        let mut live = 0usize;
         let mut ss = self.superslabs;
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.
             unsafe {
-                if (*ss).live != 0 {
-                    return false;
-                }
+                live += (*ss).live as usize;
                 ss = (*ss).next;
             }
         }
-        true
+        live == self.partial[..NUM_CLASSES]
+            .iter()
+            // SAFETY: partial slabs are assigned slabs of live owned SuperSlabs.
+            .filter(|&&s| !s.is_null() && unsafe { (*s).used } == 0)
+            .count()
     }
 
     /// The SuperSlab containing `p` (by mask; no check).

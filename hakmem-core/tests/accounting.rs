@@ -191,12 +191,15 @@ fn freed_blocks_are_free_not_held() {
     assert_eq!(s.classes[2].free_blocks, 1);
     assert_eq!(s.free_blocks, n + 1);
     assert_eq!(s.held_blocks, 0);
-    // The SuperSlab is empty: its slabs hold nothing.
-    assert_eq!(s.superslabs_retained, 1);
+    // Its slabs hold nothing, but the current ones stay pinned (counted
+    // live, so the SuperSlab is not empty yet) until a flush.
+    assert_eq!(s.superslabs_retained, 0);
 
-    // flush gives the empty slabs' units back, changing nothing else.
+    // flush retires them and gives the empty slabs' units back, changing
+    // nothing else.
     heap.flush();
     let f = consistent(&heap, &pages);
+    assert_eq!(f.superslabs_retained, 1);
     assert_eq!(f.free_blocks, 0);
     assert!(f.classes.iter().all(|c| c.free_blocks == 0));
     assert_eq!(f.held_blocks, 0);
@@ -246,6 +249,9 @@ fn retain_policy_keeps_at_most_k_empty_superslabs() {
             let s = heap.stats();
             assert!(s.superslabs_retained <= k, "K {k}, step {i}: {s:?}");
         }
+        // The current slab pins its SuperSlab until a flush.
+        assert_eq!(heap.stats().superslabs_mapped, (k + 1).min(5), "K {k}");
+        heap.flush();
         let s = consistent(&heap, &pages);
         let keep = k.min(5);
         assert_eq!(s.held_blocks, 0);
@@ -277,6 +283,8 @@ fn set_retain_lowers_at_once_and_trim_releases_every_empty_superslab() {
     for &p in &blocks {
         free(&mut heap, p);
     }
+    // The current slab pins its SuperSlab until a flush.
+    heap.flush();
     let s = consistent(&heap, &pages);
     assert_eq!((s.superslabs_mapped, s.superslabs_retained), (3, 3));
     heap.set_retain(1);
@@ -308,7 +316,8 @@ fn set_retain_lowers_at_once_and_trim_releases_every_empty_superslab() {
     for p in live {
         free(&mut heap, p);
     }
-    assert_eq!(consistent(&heap, &pages).superslabs_retained, 1);
+    // (Pinned by the current slab, not yet retained; trim retires it.)
+    assert_eq!(consistent(&heap, &pages).superslabs_retained, 0);
     assert_eq!(heap.trim(), 1);
     assert_eq!(pages.mapped_bytes(), 0);
     assert_eq!(heap.trim(), 0);
@@ -337,7 +346,8 @@ fn an_emptied_slab_serves_another_class() {
         free(&mut heap, p);
     }
     let s = consistent(&heap, &pages);
-    assert_eq!((s.held_blocks, s.superslabs_retained), (0, 1));
+    // (Not retained: the current 16 B slab pins it.)
+    assert_eq!((s.held_blocks, s.superslabs_retained), (0, 0));
     let created = s.superslabs_created;
 
     // Another class takes over the emptied slabs' units.
@@ -652,8 +662,11 @@ fn dirty_then_decommit<P: PageSource>(heap: &mut Heap<P>, size: usize, n: usize)
             heap.dealloc(p).unwrap();
         }
     }
+    // The current slab pins the SuperSlab until decommit_free's flush.
+    assert_eq!(heap.stats().superslabs_retained, 0);
+    let bytes = heap.decommit_free();
     assert_eq!(heap.stats().superslabs_retained, 1);
-    heap.decommit_free()
+    bytes
 }
 
 #[test]
@@ -666,7 +679,8 @@ fn decommit_free_decommits_retained_superslabs_which_serve_again() {
         free(&mut heap, p);
     }
     let s = consistent(&heap, &pages);
-    assert_eq!((s.superslabs_mapped, s.superslabs_retained), (2, 2));
+    // (One holds the current slab, pinned until decommit_free's flush.)
+    assert_eq!((s.superslabs_mapped, s.superslabs_retained), (2, 1));
     assert!(s.free_blocks > 0);
     assert_eq!(heap.committed_free(), 2);
     let sim = pages.stats();
