@@ -3,8 +3,11 @@
 //! blocks; and the slab's life cycle in the heap (made from free units,
 //! linked in its class's partial list, its units given back).
 //!
-//! A slab's memory is carved lazily: `bump` moves forward one block at a
-//! time, so memory past it is never written before it is handed out. Freed
+//! A slab's memory is carved lazily: `bump` moves forward past the block
+//! handed out and the rest of the page it ends in (those blocks onto the
+//! free list, `Heap::carve_batch`; one block at a time for zeroed requests
+//! and in the hardened build), so memory past it is never written before a
+//! block there is handed out. Freed
 //! blocks go on the slab's own free list — it is the only cache — and blocks
 //! freed by other threads on its `remote` list until the owner collects them.
 //! A slab whose `used` reaches zero stays assigned to its class (so a
