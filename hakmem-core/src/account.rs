@@ -12,17 +12,34 @@
 //! | counter | counts | changed by |
 //! |---|---|---|
 //! | `Slab::used` | blocks off its free list: held, or pending remote | [`Heap::count_alloc`] +1, [`Heap::count_free`] −n |
-//! | `SuperSlab::live` | its slabs with `used > 0` | `slab_now_used` +1, `slab_now_empty` −1 |
-//! | `SuperSlab::empty_units` | units of its slabs with `used == 0` | the same two, and the slab life cycle |
+//! | `SuperSlab::live` | its slabs with `used > 0` or [`PINNED`] | `slab_now_used` +1, `slab_now_empty` −1 |
+//! | `SuperSlab::empty_units` | units of its slabs with `used == 0`, not pinned | the same two, and the slab life cycle |
 //! | `SuperSlab::remote_count` | blocks freed by other threads, not yet collected | `remote.rs` |
 //! | `Counters::empty` | SuperSlabs with `live == 0` | the same two, `map_superslab`, `release_superslab` |
 //!
+//! The current slab of each small class (the head of its partial list) is
+//! *pinned* ([`PINNED`]): counted live whatever its `used`. So the
+//! allocation fast path, which only ever takes from a current slab, counts
+//! with one increment and no test ([`Heap::count_alloc_current`]), and a
+//! program that allocates and frees one block in a loop does not turn its
+//! slab (and SuperSlab) empty and used again on every pair (as mimalloc
+//! delays retiring a page): the free that empties a pinned slab only finds
+//! the flag. A slab is pinned when it becomes the head of its list and
+//! unpinned when it stops being it (`slab.rs`); [`Heap::flush`] (so `trim`,
+//! `decommit_free` and the background purge) first retires every empty
+//! current slab ([`Heap::retire_current`]), so the memory promise is kept.
+//! The counts of blocks stay exact all along.
+//!
 //! Invariants: per SuperSlab, exactly held = `Σ slab.used − remote_count`;
-//! `live == 0` ⇔ held + pending = 0, which is when `on_empty` runs.
+//! `live == 0` ⇔ held + pending = 0 and no slab of it is current, which is
+//! when `on_empty` runs; a small slab is pinned iff it heads its partial
+//! list.
 
 use crate::heap::Heap;
+use crate::medium::MEDIUM_CLASS;
 use crate::page_source::PageSource;
-use crate::slab::Slab;
+use crate::size_class::NUM_CLASSES;
+use crate::slab::{Slab, PINNED};
 use crate::superslab::{run_mask, SuperSlab};
 
 impl<P: PageSource> Heap<P> {
@@ -42,6 +59,82 @@ impl<P: PageSource> Heap<P> {
         }
     }
 
+    /// Counts a block of `slab`, the current (pinned, so live) slab of its
+    /// class, handed to the application: one increment, no transition.
+    ///
+    /// # Safety
+    /// `slab` is a pinned slab of a live owned SuperSlab.
+    #[inline(always)]
+    pub(crate) unsafe fn count_alloc_current(&mut self, slab: *mut Slab) {
+        // SAFETY: per the caller.
+        unsafe {
+            debug_assert!((*slab).flags & PINNED != 0);
+            (*slab).used += 1;
+        }
+    }
+
+    /// `slab` just became the head of its class's partial list: pins it
+    /// (it counts live from now on, if it did not already).
+    ///
+    /// # Safety
+    /// `slab` is an assigned small slab of a live owned SuperSlab, not
+    /// pinned.
+    pub(crate) unsafe fn pin(&mut self, slab: *mut Slab) {
+        // SAFETY: per the caller.
+        unsafe {
+            debug_assert!((*slab).flags & PINNED == 0 && (*slab).class != MEDIUM_CLASS);
+            (*slab).flags |= PINNED;
+            if (*slab).used == 0 {
+                self.slab_now_used(slab);
+            }
+        }
+    }
+
+    /// Retires every empty current slab: each is unlinked from its partial
+    /// list (the next one becomes current), counted empty and its units
+    /// given back, its SuperSlab retained or released if that was its last
+    /// live slab. Afterwards no current slab is empty.
+    pub(crate) fn retire_current(&mut self) {
+        for c in 0..NUM_CLASSES {
+            loop {
+                let slab = self.partial[c];
+                // SAFETY: partial slabs are assigned slabs of live owned
+                // SuperSlabs; unlinking the (pinned) head unpins it and
+                // counts it empty, which may release its SuperSlab (seen by
+                // the release count); if not, its units go back, as a slab
+                // with room must be in its partial list.
+                unsafe {
+                    if slab.is_null() || (*slab).used != 0 {
+                        break;
+                    }
+                    let ss = self.superslab_of(slab.cast());
+                    let released = self.n.released;
+                    self.unlink_partial(slab);
+                    if self.n.released == released {
+                        self.release_slab(ss, slab);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether some current slab is empty (what
+    /// [`retire_current`](Self::retire_current) would retire).
+    pub(crate) fn has_empty_current(&self) -> bool {
+        self.partial[..NUM_CLASSES].iter().any(|&slab| {
+            // SAFETY: partial slabs are assigned slabs of live owned SuperSlabs.
+            !slab.is_null() && unsafe { (*slab).used } == 0
+        })
+    }
+
+    /// Whether an empty current slab lies in `ss`.
+    pub(crate) fn has_empty_current_in(&self, ss: *mut SuperSlab) -> bool {
+        self.partial[..NUM_CLASSES].iter().any(|&slab| {
+            // SAFETY: partial slabs are assigned slabs of live owned SuperSlabs.
+            !slab.is_null() && self.superslab_of(slab.cast()) == ss && unsafe { (*slab).used } == 0
+        })
+    }
+
     /// Counts `n` blocks of `slab` back on its free list (freed by the
     /// owner, or collected from the remote list). May release the SuperSlab:
     /// the caller touches neither afterwards.
@@ -54,7 +147,7 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: per the caller.
         unsafe {
             (*slab).used -= n;
-            if (*slab).used == 0 {
+            if (*slab).used == 0 && (*slab).flags & PINNED == 0 {
                 self.slab_now_empty(slab);
             }
         }
@@ -77,12 +170,13 @@ impl<P: PageSource> Heap<P> {
         }
     }
 
-    /// `slab` holds nothing any more; its SuperSlab may have emptied.
+    /// `slab` holds nothing any more and is not pinned; its SuperSlab may
+    /// have emptied.
     ///
     /// # Safety
     /// As [`count_free`](Self::count_free).
     #[cold]
-    unsafe fn slab_now_empty(&mut self, slab: *mut Slab) {
+    pub(crate) unsafe fn slab_now_empty(&mut self, slab: *mut Slab) {
         let ss = self.superslab_of(slab.cast());
         // SAFETY: per the caller.
         unsafe {

@@ -14,7 +14,7 @@ use crate::heap::{Heap, LISTS};
 use crate::medium::{arena_of, Arena, MEDIUM_CLASS};
 use crate::page_source::PageSource;
 use crate::size_class::class_size;
-use crate::slab::{free_tag, Slab, IN_PARTIAL, NO_CLASS};
+use crate::slab::{free_tag, Slab, IN_PARTIAL, NO_CLASS, PINNED};
 use crate::superslab::{SuperSlab, SS_MAGIC};
 
 /// A broken invariant: what, and where.
@@ -162,7 +162,12 @@ impl<P: PageSource> Heap<P> {
                         )?;
                         r = (*r).next;
                     }
-                    if s.used > 0 {
+                    ensure(
+                        (s.flags & PINNED != 0) == (self.partial[c] == slab),
+                        "pinned iff its class's current slab",
+                        slab as usize,
+                    )?;
+                    if s.used > 0 || s.flags & PINNED != 0 {
                         live += 1;
                     } else {
                         empty_units |= units;
@@ -174,7 +179,11 @@ impl<P: PageSource> Heap<P> {
                     }
                     u += s.span as usize;
                 }
-                ensure(live == (*ss).live, "live == slabs with used > 0", at)?;
+                ensure(
+                    live == (*ss).live,
+                    "live == slabs with used > 0 or pinned",
+                    at,
+                )?;
                 ensure(
                     empty_units == (*ss).empty_units,
                     "empty units == units of slabs with used == 0",

@@ -9,8 +9,9 @@
 //! Life of a small block (the names are functions):
 //! - alloc: [`Heap::alloc`] → class by shift → `alloc_class`: the class's
 //!   current slab (head of its partial list), pop its free list, count it
-//!   (`account::count_alloc`) → else `alloc_refill`: carve from the bump
-//!   pointer, take the slab's remote frees, or the next partial slab → else
+//!   (`account::count_alloc_current`) → else `alloc_refill`: carve from the
+//!   bump pointer (the rest of that page onto the free list,
+//!   `carve_batch`), take the slab's remote frees, or the next partial slab → else
 //!   `new_slab_slow`: collect remote frees, carve a slab from free units of
 //!   an owned SuperSlab → else `map_superslab` → `PageSource::map`.
 //! - free: [`Heap::dealloc`] → SuperSlab by mask → owned? (`known` cache,
@@ -28,9 +29,9 @@
 //!
 //! Invariants (checked by [`Heap::check`]):
 //! - per slab: `used + (length of free) == carved`;
-//! - per SuperSlab: `live` = number of its slabs with `used > 0`; its held
-//!   blocks are `Σ slab.used − remote_count`; `live == 0` for exactly
-//!   `Counters::empty` of them;
+//! - per SuperSlab: `live` = number of its slabs with `used > 0` or current
+//!   (pinned, `account.rs`); its held blocks are `Σ slab.used − remote_count`;
+//!   `live == 0` for exactly `Counters::empty` of them;
 //! - every slab with room is in its class's partial list;
 //! - no SuperSlab with `live == 0` stays mapped beyond `Config::retain` of
 //!   them, except during one call.
@@ -66,6 +67,11 @@ pub(crate) const KNOWN: usize = if usize::BITS == 64 { 256 } else { 16 };
 /// boundary — `1 as *mut u8`, a dangling zero-size pointer — never matches
 /// (0 would: its mask is 0).
 pub(crate) const NO_SUPERSLAB: usize = 1;
+
+/// Bytes a refill carves at most onto a slab's free list at once: to the end
+/// of the 4 KiB stretch the handed-out block ends in (`Heap::carve_batch`).
+#[cfg(not(feature = "hardened"))]
+const CARVE_SPAN: u32 = 4096;
 
 /// Lists of slabs: one partial list per class, then the medium slabs.
 pub(crate) const LISTS: usize = NUM_CLASSES + 1;
@@ -309,8 +315,8 @@ impl<P: PageSource> Heap<P> {
     /// Pops `b`, the head of `slab`'s free list, for the application.
     ///
     /// # Safety
-    /// `slab` is an assigned slab of a live owned SuperSlab and `b` its
-    /// free list's head, not null.
+    /// `slab` is the current (pinned) slab of its class, of a live owned
+    /// SuperSlab, and `b` its free list's head, not null.
     #[inline(always)]
     unsafe fn take_free(&mut self, slab: *mut Slab, b: *mut Block) {
         // SAFETY: per the caller; the tag says whether the link is ours.
@@ -330,7 +336,7 @@ impl<P: PageSource> Heap<P> {
             (*b).tag = 0;
             #[cfg(feature = "hardened")]
             SuperSlab::mark_allocated(ss, units, b as usize - ss as usize);
-            self.count_alloc(slab);
+            self.count_alloc_current(slab);
         }
     }
 
@@ -364,12 +370,19 @@ impl<P: PageSource> Heap<P> {
                 let bump = (*slab).bump.load(Ordering::Relaxed);
                 if bump < (*slab).end {
                     let b = ss.cast::<u8>().add(bump as usize).cast::<Block>();
-                    (*slab).bump.store(bump + size as u32, Ordering::Relaxed);
+                    let next = bump + size as u32;
+                    #[cfg(not(feature = "hardened"))]
+                    let next = if zero {
+                        next
+                    } else {
+                        self.carve_batch(ss, slab, next)
+                    };
+                    (*slab).bump.store(next, Ordering::Relaxed);
                     let fresh = (*slab).flags & FRESH != 0;
                     if !fresh {
                         (*b).tag = 0;
                     }
-                    self.count_alloc(slab);
+                    self.count_alloc_current(slab);
                     #[cfg(feature = "hardened")]
                     SuperSlab::mark_allocated(ss, self.geo.units, b as usize - ss as usize);
                     if zero && !(fresh && P::MAPS_ZEROED) {
@@ -383,6 +396,38 @@ impl<P: PageSource> Heap<P> {
                     self.unlink_partial(slab);
                 }
             }
+        }
+    }
+
+    /// Carves the blocks of `slab` from offset `from` (its new bump
+    /// pointer, the free list empty) to the end of the page the block
+    /// before `from` ends in (a [`CARVE_SPAN`] stretch; no page a block
+    /// handed out did not touch) onto its free list, in address order, so
+    /// the allocations that follow stay on the fast path (mimalloc extends a
+    /// page's free list the same way). Returns the new bump offset. The
+    /// blocks are free, not held: `used` does not change.
+    ///
+    /// # Safety
+    /// `slab` is an assigned slab of the live owned SuperSlab `ss` with an
+    /// empty free list, and `from` a block boundary in `[start, end]`.
+    #[cfg(not(feature = "hardened"))]
+    #[inline(always)]
+    unsafe fn carve_batch(&mut self, ss: *mut SuperSlab, slab: *mut Slab, from: u32) -> u32 {
+        // SAFETY: per the caller; every block carved lies in `[from, end)`.
+        unsafe {
+            let size = (*slab).size;
+            let lim = from.next_multiple_of(CARVE_SPAN).min((*slab).end);
+            let mut off = from;
+            let mut tail: *mut *mut Block = ptr::addr_of_mut!((*slab).free);
+            while off + size <= lim {
+                let q = ss.cast::<u8>().add(off as usize).cast::<Block>();
+                (*q).tag = free_tag(q.cast());
+                *tail = q;
+                tail = ptr::addr_of_mut!((*q).next);
+                off += size;
+            }
+            *tail = ptr::null_mut();
+            off
         }
     }
 
@@ -711,17 +756,21 @@ impl<P: PageSource> Heap<P> {
         if self.n.large_count != 0 {
             return false;
         }
+        // Empty current slabs hold nothing but count live, one each.
+        let mut live = 0usize;
         let mut ss = self.superslabs;
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.
             unsafe {
-                if (*ss).live != 0 {
-                    return false;
-                }
+                live += (*ss).live as usize;
                 ss = (*ss).next;
             }
         }
-        true
+        live == self.partial[..NUM_CLASSES]
+            .iter()
+            // SAFETY: partial slabs are assigned slabs of live owned SuperSlabs.
+            .filter(|&&s| !s.is_null() && unsafe { (*s).used } == 0)
+            .count()
     }
 
     /// The SuperSlab containing `p` (by mask; no check).

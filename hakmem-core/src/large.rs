@@ -143,6 +143,31 @@ impl LargeBlock {
 }
 
 impl<P: PageSource> Heap<P> {
+    /// Maps a region for a large block: `want` bytes, else `total`; when
+    /// the source has neither, retires the empty current slabs (whose
+    /// SuperSlabs the frees that emptied them would have released, per the
+    /// retain policy, but for the pin; `account.rs`) and tries `total` once
+    /// more. Returns the base, the size mapped and that it is fresh.
+    fn map_large(
+        &mut self,
+        want: usize,
+        total: usize,
+        align: usize,
+    ) -> Option<(*mut u8, usize, bool)> {
+        if let Some(base) = self.source.map(want, align) {
+            return Some((base.as_ptr(), want, true));
+        }
+        if let Some(base) = self.source.map(total, align) {
+            return Some((base.as_ptr(), total, true));
+        }
+        if !self.has_empty_current() {
+            return None;
+        }
+        self.retire_current();
+        let base = self.source.map(total, align)?;
+        Some((base.as_ptr(), total, true))
+    }
+
     /// Maps a large block. `align` is a power of two, at least 16.
     #[cold]
     pub(crate) fn alloc_large(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
@@ -186,12 +211,9 @@ impl<P: PageSource> Heap<P> {
                 } else {
                     total
                 };
-                match self.source.map(want, map_align.max(page)) {
-                    Some(base) => (base.as_ptr(), want, true),
-                    None => match self.source.map(total, map_align.max(page)) {
-                        Some(base) => (base.as_ptr(), total, true),
-                        None => return ptr::null_mut(),
-                    },
+                match self.map_large(want, total, map_align.max(page)) {
+                    Some(r) => r,
+                    None => return ptr::null_mut(),
                 }
             }
         };

@@ -1240,6 +1240,9 @@ impl<P: PageSource> Heap<P> {
             0
         };
         let need = (g as usize + extra) << GRANULE_SHIFT;
+        // A new medium slab: empty current slabs give their units back first
+        // (as for a new small slab, `new_slab_slow`; `account.rs`).
+        self.retire_current();
         let mut ss = self.superslabs;
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.

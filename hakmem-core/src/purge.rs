@@ -2,8 +2,9 @@
 //! while keeping their address ranges.
 //!
 //! Policy (when) belongs to the backends; this file is the mechanism (how):
-//! - [`Heap::flush`]: batches handed over, remote frees collected, every
-//!   empty slab's units back to its SuperSlab;
+//! - [`Heap::flush`]: batches handed over, remote frees collected, pinned
+//!   empty current slabs retired (`account.rs`), every empty slab's units
+//!   back to its SuperSlab;
 //! - [`Heap::trim`]: flush, then every empty SuperSlab and cached large
 //!   region unmapped;
 //! - [`Heap::decommit_free`]: flush, then the pages of free units (retained
@@ -26,6 +27,7 @@ impl<P: PageSource> Heap<P> {
     /// policy has been released.
     pub fn flush(&mut self) {
         self.collect();
+        self.retire_current();
         let mut ss = self.superslabs;
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.
@@ -108,8 +110,9 @@ impl<P: PageSource> Heap<P> {
     }
 
     /// SuperSlabs with free memory still committed: free units not yet
-    /// decommitted, or slabs that hold nothing (empty SuperSlabs' included);
-    /// plus one if a cached large region has committed pages. What
+    /// decommitted, or slabs that hold nothing (empty SuperSlabs' included,
+    /// and an empty current slab, `account.rs`); plus one if a cached large
+    /// region has committed pages. What
     /// [`decommit_free`](Self::decommit_free) would give back.
     pub fn committed_free(&self) -> usize {
         let mut n = usize::from(self.has_dirty_cached_region());
@@ -117,7 +120,10 @@ impl<P: PageSource> Heap<P> {
         while !ss.is_null() {
             // SAFETY: list members are live owned SuperSlabs.
             unsafe {
-                if (*ss).free_units & !(*ss).clean_units != 0 || (*ss).empty_units != 0 {
+                if (*ss).free_units & !(*ss).clean_units != 0
+                    || (*ss).empty_units != 0
+                    || self.has_empty_current_in(ss)
+                {
                     n += 1;
                 }
                 ss = (*ss).next;

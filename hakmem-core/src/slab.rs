@@ -3,8 +3,11 @@
 //! blocks; and the slab's life cycle in the heap (made from free units,
 //! linked in its class's partial list, its units given back).
 //!
-//! A slab's memory is carved lazily: `bump` moves forward one block at a
-//! time, so memory past it is never written before it is handed out. Freed
+//! A slab's memory is carved lazily: `bump` moves forward past the block
+//! handed out and the rest of the page it ends in (those blocks onto the
+//! free list, `Heap::carve_batch`; one block at a time for zeroed requests
+//! and in the hardened build), so memory past it is never written before a
+//! block there is handed out. Freed
 //! blocks go on the slab's own free list — it is the only cache — and blocks
 //! freed by other threads on its `remote` list until the owner collects them.
 //! A slab whose `used` reaches zero stays assigned to its class (so a
@@ -20,7 +23,9 @@
 //! - `IN_PARTIAL` is set iff the slab is in its class's partial list; every
 //!   slab with room is (a slab the fast path just exhausted may stay there
 //!   until the next allocation finds it so);
-//! - its units are in the SuperSlab's `empty_units` iff `used == 0`.
+//! - a small slab is `PINNED` iff it heads its class's partial list;
+//! - its units are in the SuperSlab's `empty_units` iff `used == 0` and it
+//!   is not `PINNED`.
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
@@ -67,6 +72,9 @@ pub(crate) const IN_PARTIAL: u8 = 1;
 /// Slab flag: memory past `bump` has never been written since it was mapped
 /// (or decommitted), so it reads as zero when the source maps zeroed pages.
 pub(crate) const FRESH: u8 = 2;
+/// Slab flag: the current slab of its small class (the head of its partial
+/// list), counted live whatever its `used` (`account.rs`).
+pub(crate) const PINNED: u8 = 4;
 /// `class` of a unit that begins no slab.
 pub(crate) const NO_CLASS: u8 = u8::MAX;
 
@@ -108,7 +116,7 @@ pub(crate) struct Slab {
     /// Index of the unit that begins the slab this unit belongs to (its own
     /// index when it begins one or is free).
     pub head: u8,
-    /// `IN_PARTIAL` | `FRESH`.
+    /// `IN_PARTIAL` | `FRESH` | `PINNED`.
     pub flags: u8,
 }
 
@@ -186,14 +194,12 @@ impl<P: PageSource> Heap<P> {
         if !self.partial[c].is_null() {
             return self.partial[c];
         }
-        let mut ss = self.superslabs;
-        while !ss.is_null() {
-            // SAFETY: list members are live owned SuperSlabs.
-            if let Some(slab) = unsafe { self.carve_slab(ss, c) } {
-                return slab;
-            }
-            // SAFETY: as above.
-            ss = unsafe { (*ss).next };
+        // Empty current slabs of other classes hold units that could serve:
+        // retire them first (their SuperSlabs may go, per the retain policy),
+        // as their last frees would have without the pin (`account.rs`).
+        self.retire_current();
+        if let Some(slab) = self.carve_owned(c) {
+            return slab;
         }
         match self.map_superslab() {
             // SAFETY: a fresh SuperSlab has every unit free, and every slab
@@ -201,6 +207,21 @@ impl<P: PageSource> Heap<P> {
             Some(ss) => unsafe { self.carve_slab(ss, c).unwrap_or(ptr::null_mut()) },
             None => ptr::null_mut(),
         }
+    }
+
+    /// A new slab of class `c` from the owned SuperSlabs' free (or empty
+    /// slabs') units, if any has room.
+    fn carve_owned(&mut self, c: usize) -> Option<*mut Slab> {
+        let mut ss = self.superslabs;
+        while !ss.is_null() {
+            // SAFETY: list members are live owned SuperSlabs.
+            if let Some(slab) = unsafe { self.carve_slab(ss, c) } {
+                return Some(slab);
+            }
+            // SAFETY: as above.
+            ss = unsafe { (*ss).next };
+        }
+        None
     }
 
     /// Takes the free units `first .. first + span` of `ss` for a new slab
@@ -364,6 +385,14 @@ impl<P: PageSource> Heap<P> {
             }
             self.partial[c] = slab;
             (*slab).flags |= IN_PARTIAL;
+            if c != MEDIUM_CLASS as usize {
+                // The new slab first: pinned, it keeps its SuperSlab live
+                // should the displaced one's retire empty another.
+                self.pin(slab);
+                if !head.is_null() {
+                    self.unpin(head);
+                }
+            }
         }
     }
 
@@ -387,6 +416,9 @@ impl<P: PageSource> Heap<P> {
             }
             self.partial_tail[c] = slab;
             (*slab).flags |= IN_PARTIAL;
+            if tail.is_null() && c != MEDIUM_CLASS as usize {
+                self.pin(slab);
+            }
         }
     }
 
@@ -410,6 +442,29 @@ impl<P: PageSource> Heap<P> {
             (*slab).next = ptr::null_mut();
             (*slab).prev = ptr::null_mut();
             (*slab).flags &= !IN_PARTIAL;
+            if prev.is_null() && c != MEDIUM_CLASS as usize {
+                // The head went: the next slab is current now (pinned
+                // first, see `link_partial_head`).
+                if !next.is_null() {
+                    self.pin(next);
+                }
+                self.unpin(slab);
+            }
+        }
+    }
+
+    /// `slab` stopped being its class's current slab: unpinned, and counted
+    /// empty if it holds nothing (its SuperSlab may then be released).
+    ///
+    /// # Safety
+    /// `slab` is a pinned slab of a live owned SuperSlab.
+    unsafe fn unpin(&mut self, slab: *mut Slab) {
+        // SAFETY: per the caller.
+        unsafe {
+            (*slab).flags &= !PINNED;
+            if (*slab).used == 0 {
+                self.slab_now_empty(slab);
+            }
         }
     }
 }
