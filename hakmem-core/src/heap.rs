@@ -318,18 +318,12 @@ impl<P: PageSource> Heap<P> {
             if (*b).tag != free_tag(b.cast()) {
                 corrupted(b.cast());
             }
-            // (Read once: `count_alloc` may call out, and the geometry
-            // would be read again after it.)
             #[cfg(feature = "hardened")]
-            let (ss, units) = (self.superslab_of(b.cast()), self.geo.units);
-            #[cfg(feature = "hardened")]
-            if !crate::hardened::check_reuse(ss, slab, b) {
+            if !crate::hardened::check_reuse(self.superslab_of(b.cast()), slab, b) {
                 corrupted(b.cast());
             }
             (*slab).free = (*b).next;
             (*b).tag = 0;
-            #[cfg(feature = "hardened")]
-            SuperSlab::mark_allocated(ss, units, b as usize - ss as usize);
             self.count_alloc(slab);
         }
     }
@@ -370,8 +364,6 @@ impl<P: PageSource> Heap<P> {
                         (*b).tag = 0;
                     }
                     self.count_alloc(slab);
-                    #[cfg(feature = "hardened")]
-                    SuperSlab::mark_allocated(ss, self.geo.units, b as usize - ss as usize);
                     if zero && !(fresh && P::MAPS_ZEROED) {
                         ptr::write_bytes(b.cast::<u8>(), 0, size);
                     }
@@ -505,7 +497,7 @@ impl<P: PageSource> Heap<P> {
             }
             let b = ptr.cast::<Block>();
             #[cfg(feature = "hardened")]
-            if let Err(kind) = crate::hardened::check_free(ss, slab, self.geo.units, ptr, true) {
+            if let Err(kind) = crate::hardened::check_free(ss, slab, ptr) {
                 return Err(FreeError { ptr: p, kind });
             }
             #[cfg(not(feature = "hardened"))]
@@ -581,10 +573,9 @@ impl<P: PageSource> Heap<P> {
                 }
                 #[cfg(feature = "hardened")]
                 {
-                    if !SuperSlab::is_allocated(ss, self.geo.units, ptr as usize - ss as usize) {
-                        return Err(err(FreeErrorKind::DoubleFree));
-                    }
+                    let _ = ss;
                     // The request, not the class: the slack is the canary's.
+                    // (A free block's tail word says so: `DoubleFree`.)
                     crate::hardened::held_size(ptr, (*slab).size as usize)
                         .map(Live::Small)
                         .map_err(err)

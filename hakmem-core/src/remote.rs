@@ -163,13 +163,12 @@ unsafe fn mark_freed(
     unsafe {
         #[cfg(feature = "hardened")]
         {
-            crate::hardened::check_free(ss, slab, units, ptr, false).map_err(|kind| FreeError {
+            // Checked and poisoned at once: of two threads freeing the
+            // block at the same time, one sees it free.
+            crate::hardened::check_free_remote(ss, slab, ptr).map_err(|kind| FreeError {
                 ptr: ptr as usize,
                 kind,
             })?;
-            // The bit stays set until the owner collects the block (only the
-            // owner writes the bitmap); the tail word says FREE meanwhile.
-            crate::hardened::poison(ptr, (*slab).size as usize);
         }
         #[cfg(not(feature = "hardened"))]
         if (*b).tag == free_tag(ptr) {
@@ -355,8 +354,6 @@ impl<P: PageSource> Heap<P> {
                 if (*tail).tag != free_tag(tail.cast()) {
                     corrupted(tail.cast());
                 }
-                #[cfg(feature = "hardened")]
-                SuperSlab::mark_free(ss, self.geo.units, tail as usize - ss as usize);
                 let next = (*tail).next;
                 if next.is_null() {
                     break;
