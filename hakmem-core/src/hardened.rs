@@ -218,28 +218,58 @@ pub(crate) unsafe fn check_free(
     }
 }
 
-/// [`check_free`] and [`poison`] for a free by a thread that does not own
-/// the block's SuperSlab: the tail word goes from held to `FREE` with one
-/// compare-and-swap, so of two threads freeing the block at once (or a
-/// thread and its owner) only one succeeds; the other sees a double free.
+/// [`check_free`] and [`poison`] for a block freed by a thread that does
+/// not own its SuperSlab, done by the owner as it collects the block (the
+/// freeing thread checked only its free tag, as in the default build): the
+/// owner is then the only writer of tail words, and the freeing thread
+/// touches no line past the block's first. A fault stops the program
+/// through the fault handler, naming the block.
 ///
 /// # Safety
-/// As for [`check_free`].
-pub(crate) unsafe fn check_free_remote(
-    ss: *mut SuperSlab,
-    slab: *const Slab,
-    b: *mut u8,
-) -> Result<(), FreeErrorKind> {
+/// `b` is a block of `slab` (of the live owned SuperSlab `ss`) just taken
+/// from the slab's remote list.
+#[inline]
+pub(crate) unsafe fn check_collected(ss: *mut SuperSlab, slab: *const Slab, b: *mut u8) {
     // SAFETY: per the caller.
     unsafe {
         let size = (*slab).size as usize;
-        let n = held_size(b, size)?;
-        check_below(ss, slab, b)?;
-        let k = key(b as usize);
-        tail(b, size)
-            .compare_exchange(k ^ n, k ^ FREE, Ordering::Relaxed, Ordering::Relaxed)
-            .map_err(|_| FreeErrorKind::DoubleFree)?;
-        b.add(POISON_AT).cast::<u64>().write(FILL_WORD);
+        let n = tail(b, size).load(Ordering::Relaxed) ^ key(b as usize);
+        let r = if n > room(size) {
+            Err(if n == FREE {
+                FreeErrorKind::DoubleFree
+            } else {
+                FreeErrorKind::Overflow
+            })
+        } else if n >= 16 && b.add(n).cast::<u64>().read_unaligned() != FILL_WORD {
+            // (Below 16 the slack shares the link and tag words the remote
+            // free wrote: checked by [`check_remote_free`] before that.)
+            Err(FreeErrorKind::Overflow)
+        } else {
+            check_below(ss, slab, b)
+        };
+        if let Err(kind) = r {
+            crate::error::fault(crate::error::FaultKind::InvalidFree(kind), b as usize);
+        }
+        poison(b, size);
+    }
+}
+
+/// The part of a remote free's checks its thread makes itself, before it
+/// writes the block's link and tag: a block of at most 64 bytes (one cache
+/// line, the one the free writes anyway) has its tail word and slack
+/// checked whole, as the slack of a request under 16 bytes lies in the
+/// words the free overwrites. Larger blocks are left to [`check_collected`].
+///
+/// # Safety
+/// `b` is a carved block start of `slab`, a slab of a live SuperSlab.
+#[inline(always)]
+pub(crate) unsafe fn check_remote_free(slab: *const Slab, b: *mut u8) -> Result<(), FreeErrorKind> {
+    // SAFETY: per the caller.
+    unsafe {
+        let size = (*slab).size as usize;
+        if size <= 64 {
+            held_size(b, size)?;
+        }
     }
     Ok(())
 }
@@ -389,6 +419,32 @@ impl<P: PageSource> Heap<P> {
             return ptr::null_mut();
         }
         self.alloc_large(size, align.max(MIN_ALIGN), zero)
+    }
+
+    /// Resizes a live small block to `n` bytes in place (re-armed) when its
+    /// class has room for them and is at most twice the class `n` needs, as
+    /// the default build keeps a block, and the block below is intact; false
+    /// (nothing changed) otherwise.
+    ///
+    /// # Safety
+    /// `ptr` is a live small block of this heap, checked by `live_block`.
+    pub(crate) unsafe fn resize_small_in_place(&self, ptr: *mut u8, n: usize) -> bool {
+        // SAFETY: per the caller.
+        unsafe {
+            let ss = self.superslab_of(ptr);
+            let slab = SuperSlab::slab_of(ss, ptr as usize, self.geo.unit_shift);
+            let size = (*slab).size as usize;
+            match padded(n) {
+                // (A broken block below: moved, so the free of `ptr` says so.)
+                Some(need)
+                    if need <= size && size <= 2 * need && check_below(ss, slab, ptr).is_ok() =>
+                {
+                    arm(ptr, n, size);
+                    true
+                }
+                _ => false,
+            }
+        }
     }
 
     /// Re-arms a block resized in place to `n` bytes.

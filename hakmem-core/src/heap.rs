@@ -496,16 +496,15 @@ impl<P: PageSource> Heap<P> {
                 return self.free_uncarved(ss, slab, ptr, kind);
             }
             let b = ptr.cast::<Block>();
-            #[cfg(feature = "hardened")]
-            if let Err(kind) = crate::hardened::check_free(ss, slab, ptr) {
-                return Err(FreeError { ptr: p, kind });
-            }
-            #[cfg(not(feature = "hardened"))]
             if (*b).tag == free_tag(ptr) {
                 return Err(FreeError {
                     ptr: p,
                     kind: FreeErrorKind::DoubleFree,
                 });
+            }
+            #[cfg(feature = "hardened")]
+            if let Err(kind) = crate::hardened::check_free(ss, slab, ptr) {
+                return Err(FreeError { ptr: p, kind });
             }
             (*b).tag = free_tag(ptr);
             (*b).next = (*slab).free;
@@ -567,7 +566,6 @@ impl<P: PageSource> Heap<P> {
                     let g = Arena::block_granules(a, i);
                     return Ok(Live::Medium { ss, slab, i, g });
                 }
-                #[cfg(not(feature = "hardened"))]
                 if (*ptr.cast::<Block>()).tag == free_tag(ptr) {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
@@ -620,6 +618,13 @@ impl<P: PageSource> Heap<P> {
         let old = live.usable();
         let aligned = align.is_power_of_two() && (ptr as usize) % align == 0;
         match live {
+            // Hardened: the request is the usable size, so growth within
+            // the class's room stays in place too.
+            #[cfg(feature = "hardened")]
+            // SAFETY: `ptr` is the caller's live small block.
+            Live::Small(_) if aligned && unsafe { self.resize_small_in_place(ptr, new_size) } => {
+                return Ok(ptr);
+            }
             // A small block stays unless the new size would fit a class at
             // most half its size.
             Live::Small(_) if aligned && new_size <= old && old <= 2 * new_size.max(MIN_ALIGN) => {

@@ -161,16 +161,13 @@ unsafe fn mark_freed(
     let b = ptr.cast::<Block>();
     // SAFETY: per the caller nobody else writes the block.
     unsafe {
+        // (Hardened: the canaries are checked, and the block poisoned, by
+        // the owner when it collects the block: `check_collected`.)
         #[cfg(feature = "hardened")]
-        {
-            // Checked and poisoned at once: of two threads freeing the
-            // block at the same time, one sees it free.
-            crate::hardened::check_free_remote(ss, slab, ptr).map_err(|kind| FreeError {
-                ptr: ptr as usize,
-                kind,
-            })?;
-        }
-        #[cfg(not(feature = "hardened"))]
+        crate::hardened::check_remote_free(slab, ptr).map_err(|kind| FreeError {
+            ptr: ptr as usize,
+            kind,
+        })?;
         if (*b).tag == free_tag(ptr) {
             return Err(FreeError {
                 ptr: ptr as usize,
@@ -354,6 +351,8 @@ impl<P: PageSource> Heap<P> {
                 if (*tail).tag != free_tag(tail.cast()) {
                     corrupted(tail.cast());
                 }
+                #[cfg(feature = "hardened")]
+                crate::hardened::check_collected(ss, slab, tail.cast());
                 let next = (*tail).next;
                 if next.is_null() {
                     break;

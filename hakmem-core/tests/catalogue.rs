@@ -170,6 +170,53 @@ mod hardened {
         }
     }
 
+    /// A free by a thread that does not own the block checks a block of
+    /// up to 64 bytes itself (one line, the one it writes) and leaves a
+    /// larger one's canaries to the owner, which checks them when it
+    /// collects the block and stops in the fault handler naming it.
+    #[test]
+    fn remote_frees_of_overflowed_or_underflowed_blocks_are_stopped() {
+        for under in [false, true] {
+            let (want, kind) = if under {
+                ("before the block", FreeErrorKind::Underflow)
+            } else {
+                ("past the block", FreeErrorKind::Overflow)
+            };
+            for size in [8, 200] {
+                let mut h = heap();
+                let [_a, p, _q] = three(&mut h, size);
+                let geo = *h.geometry();
+                // SAFETY: the 1-byte write is the fault under test, inside
+                // the slab; the remote free is of a live block.
+                let r = unsafe {
+                    if under {
+                        p.sub(1).write(0x41);
+                    } else {
+                        p.add(size).write(0x41);
+                    }
+                    hakmem_core::free_remote(h.source(), &geo, p)
+                };
+                if size == 8 && !under {
+                    assert_eq!(r.unwrap_err().kind, kind);
+                    std::mem::forget(h);
+                    continue;
+                }
+                r.unwrap();
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    h.collect();
+                }));
+                let msg = r.expect_err("the owner collected a broken block");
+                let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(
+                    msg.contains(&format!("invalid free of {:#x}", p as usize)),
+                    "{msg}"
+                );
+                assert!(msg.contains(want), "{size} {msg}");
+                std::mem::forget(h);
+            }
+        }
+    }
+
     #[test]
     fn overflows_of_1_and_32_bytes_are_refused() {
         bounds(false, 1, FreeErrorKind::Overflow);
