@@ -42,7 +42,7 @@
 //! or remote) reads the tail word of the block below, which that block's
 //! owner or freeing thread may be writing at the same time.
 
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::FreeErrorKind;
@@ -309,6 +309,71 @@ pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut 
         // `check_carved` refuses any offset outside `[start, bump)`,
         // including the huge ones of a link outside the SuperSlab.
         next == 0 || check_carved(slab, next.wrapping_sub(ss as usize)).is_ok()
+    }
+}
+
+/// Bytes of guard page a large block's region gets past its block: a page
+/// where the source can make it inaccessible, else none.
+#[inline]
+pub(crate) fn guard_bytes<P: PageSource>(page: usize) -> usize {
+    if P::CAN_PROTECT {
+        page
+    } else {
+        0
+    }
+}
+
+/// Makes the last page of a fresh large region of `total` bytes (room for
+/// it was added by [`guard_bytes`]) a guard page and returns where the user
+/// pointer goes: as late as the block's `room` bytes (request and tail
+/// fill) and its alignment (`align`, a power of two) allow before the
+/// guard, when the header
+/// is at the region's start (`movable`), so a write past the fill faults at
+/// once; else `user_off` unchanged.
+///
+/// # Safety
+/// `[base, base + total)` is a fresh region of `source` nothing uses yet,
+/// with `user_off + room + guard_bytes <= total`, `user_off` a multiple of
+/// `align`.
+pub(crate) unsafe fn guard_large<P: PageSource>(
+    source: &P,
+    base: *mut u8,
+    total: usize,
+    user_off: usize,
+    room: usize,
+    align: usize,
+    movable: bool,
+) -> usize {
+    if !P::CAN_PROTECT {
+        return user_off;
+    }
+    // SAFETY: per the caller.
+    unsafe { set_guard(source, base, total, true) };
+    if movable {
+        // (The user pointer stays within the region's first page past the
+        // header: `total` is the header and room rounded to pages, plus one.)
+        ((total - source.page_size() - room) & !(align - 1)).max(user_off)
+    } else {
+        user_off
+    }
+}
+
+/// Makes the last page of the large region `[base, base + total)` a guard
+/// page (`on`) or an ordinary one again; nothing where the source cannot.
+/// A failure leaves the page as it was (a missing guard catches less, and
+/// an `mremap` over a guard that stayed fails and changes nothing).
+///
+/// # Safety
+/// `[base, base + total)` is a live large region of `source` whose last
+/// page nobody uses.
+pub(crate) unsafe fn set_guard<P: PageSource>(source: &P, base: *mut u8, total: usize, on: bool) {
+    if P::CAN_PROTECT {
+        let page = source.page_size();
+        // SAFETY: per the caller: whole pages inside the region.
+        unsafe {
+            let g = NonNull::new_unchecked(base.add(total - page));
+            source.protect(g, page, !on);
+        }
     }
 }
 
