@@ -33,14 +33,22 @@
 //! - **Double and invalid free**: a free block's tail word says `FREE`; a
 //!   pointer that is no carved block start never gets here (`locate`).
 //!
+//! - **Remote frees** check the free tag, and for blocks of at most 64
+//!   bytes (one line) the tail and slack words; the owner checks the rest
+//!   and poisons the block when it collects it ([`check_collected`]), so
+//!   only the owner writes tail words.
+//!
 //! Large blocks carry a canary word just below the user pointer (in the
 //! header's padding) and 16 bytes of `FILL` just past the request, checked
-//! at free and `realloc`; their regions are unmapped at free instead of
+//! at free and `realloc`; where the page source can protect pages, a guard
+//! page follows the block, which ends as close to it as its alignment
+//! allows ([`guard_large`]); their regions are unmapped at free instead of
 //! being cached, so a write after free faults.
 //!
-//! The tail word is read and written with atomic operations: a free (local
-//! or remote) reads the tail word of the block below, which that block's
-//! owner or freeing thread may be writing at the same time.
+//! The tail word is read and written with atomic operations: a free reads
+//! the tail word of the block below, which that block's owner may be
+//! writing at the same time (and `realloc` in place, by any thread holding
+//! the block, rewrites its own).
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
