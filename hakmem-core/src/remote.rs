@@ -161,19 +161,20 @@ unsafe fn mark_freed(
     let b = ptr.cast::<Block>();
     // SAFETY: per the caller nobody else writes the block.
     unsafe {
-        // (Hardened: the canaries are checked, and the block poisoned, by
-        // the owner when it collects the block: `check_collected`.)
-        #[cfg(feature = "hardened")]
-        crate::hardened::check_remote_free(slab, ptr).map_err(|kind| FreeError {
-            ptr: ptr as usize,
-            kind,
-        })?;
         if (*b).tag == free_tag(ptr) {
             return Err(FreeError {
                 ptr: ptr as usize,
                 kind: FreeErrorKind::DoubleFree,
             });
         }
+        // (Hardened: the canaries are checked, and the block poisoned, by
+        // the owner when it collects the block: `check_collected`; those on
+        // the first line here, before the tag covers them.)
+        #[cfg(feature = "hardened")]
+        crate::hardened::check_remote_free(slab, ptr).map_err(|kind| FreeError {
+            ptr: ptr as usize,
+            kind,
+        })?;
         (*b).tag = free_tag(ptr);
         // Count first: the owner must never take a block it has not counted.
         (*ss).remote_count.fetch_add(1, Ordering::Relaxed);

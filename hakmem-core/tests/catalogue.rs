@@ -141,6 +141,30 @@ fn a_freed_block_written_over_stops_its_reuse() {
     }
 }
 
+/// A second free of a block another thread already freed (and its owner
+/// has not collected) is refused as a double free, in both builds.
+#[test]
+fn a_second_remote_free_is_a_double_free() {
+    for size in [8, 200, 4096] {
+        let mut h = heap();
+        let [_a, p, _q] = three(&mut h, size);
+        let geo = *h.geometry();
+        // SAFETY: `p` is live for the first free; the second is the fault
+        // under test, which must change nothing.
+        unsafe {
+            hakmem_core::free_remote(h.source(), &geo, p).unwrap();
+            let e = hakmem_core::free_remote(h.source(), &geo, p).unwrap_err();
+            assert_eq!(
+                (e.ptr, e.kind),
+                (p as usize, FreeErrorKind::DoubleFree),
+                "{size}"
+            );
+        }
+        h.collect();
+        h.check().unwrap();
+    }
+}
+
 #[cfg(feature = "hardened")]
 mod hardened {
     use super::*;
