@@ -126,7 +126,7 @@ impl Config {
             return Err(ConfigError::SlabSize);
         }
         let units = 1usize << (ss - unit);
-        let header = superslab::header_bytes(units, 1 << ss);
+        let header = superslab::header_bytes(units);
         let unit_size = 1usize << unit;
         // Units wholly covered by the header are never free.
         let reserved = header / unit_size;

@@ -1,7 +1,9 @@
 //! The `hardened` build's checks on block contents: canaries, freed-block
 //! poisoning and checked free-list links (docs/reliability.md, "Hardened
-//! mode"). The allocation bitmap that catches every double and invalid free
-//! lives with the SuperSlab (`superslab.rs`).
+//! mode"). (An allocation bitmap in the SuperSlab header, one bit per 16
+//! bytes, came first; it cost about 23 instructions an alloc + free pair and
+//! is gone: the tail word's two states (held with its size, or `FREE`) say
+//! what it said, at no extra cache line.)
 //!
 //! Small blocks. A request of `n` bytes gets the smallest class of at least
 //! `max(n, 16) + 16` bytes, so every block ends with a *tail word* of its
@@ -27,18 +29,28 @@
 //!   So the first 24 bytes of a freed block are watched; a write after free
 //!   elsewhere is not seen (a fixed cost per operation, whatever the block's
 //!   size). A second free of it still is: its tail word says `FREE`, or was
-//!   overwritten and does not decode, and the bitmap has its bit clear.
+//!   overwritten and does not decode.
+//! - **Double and invalid free**: a free block's tail word says `FREE`; a
+//!   pointer that is no carved block start never gets here (`locate`).
+//!
+//! - **Remote frees** check the free tag, and for blocks of at most 64
+//!   bytes (one line) the tail and slack words; the owner checks the rest
+//!   and poisons the block when it collects it ([`check_collected`]), so
+//!   only the owner writes tail words.
 //!
 //! Large blocks carry a canary word just below the user pointer (in the
 //! header's padding) and 16 bytes of `FILL` just past the request, checked
-//! at free and `realloc`; their regions are unmapped at free instead of
+//! at free and `realloc`; where the page source can protect pages, a guard
+//! page follows the block, which ends as close to it as its alignment
+//! allows ([`guard_large`]); their regions are unmapped at free instead of
 //! being cached, so a write after free faults.
 //!
-//! The tail word is read and written with atomic operations: a free (local
-//! or remote) reads the tail word of the block below, which that block's
-//! owner or freeing thread may be writing at the same time.
+//! The tail word is read and written with atomic operations: a free reads
+//! the tail word of the block below, which that block's owner may be
+//! writing at the same time (and `realloc` in place, by any thread holding
+//! the block, rewrites its own).
 
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::FreeErrorKind;
@@ -46,7 +58,9 @@ use crate::heap::Heap;
 use crate::large::LargeBlock;
 use crate::locate::check_carved;
 use crate::page_source::PageSource;
-use crate::size_class::{class_for, class_of_table, class_size, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
+use crate::size_class::{
+    class_for, class_of, class_of_table, class_size, MIN_ALIGN, NUM_CLASSES, TABLE_MAX,
+};
 use crate::slab::{Block, Slab};
 use crate::superslab::SuperSlab;
 
@@ -65,6 +79,24 @@ pub(crate) const LARGE_TAIL: usize = 16;
 pub(crate) fn padded(n: usize) -> Option<usize> {
     n.max(16).checked_add(SLACK + 8)
 }
+
+/// The class of [`padded`]`(n)` for every `n` up to [`TABLE_MAX`], indexed
+/// by `ceil(n / 16)` (every class is a multiple of 16, so `n` rounded up to
+/// 16 has the same class), built at compile time: the allocation path's one
+/// table load, as in the default build, with no arithmetic for the padding.
+static PADDED_CLASS: [u8; TABLE_MAX / MIN_ALIGN + 1] = {
+    let mut t = [0u8; TABLE_MAX / MIN_ALIGN + 1];
+    let mut i = 0;
+    while i < t.len() {
+        let n = if i == 0 { 16 } else { i * MIN_ALIGN };
+        t[i] = match class_of(n + SLACK + 8) {
+            Some(c) if c < u8::MAX as usize => c as u8,
+            _ => panic!("padded table sizes have a class"),
+        };
+        i += 1;
+    }
+    t
+};
 
 /// Bytes of `FILL` right after every small request.
 const SLACK: usize = 8;
@@ -175,11 +207,9 @@ unsafe fn check_below(
     }
 }
 
-/// All the checks of a small free: its slack and tail word intact, the
-/// block below intact, and held (the allocation bitmap). `owner`: the
-/// caller owns the SuperSlab, and the bit is cleared here (the one write
-/// the free makes before it succeeds); remote frees only read the bitmap.
-/// On `Err` nothing has changed.
+/// All the checks of a small free: its slack and tail word intact (a tail
+/// word that says `FREE` is a double free) and the block below intact. On
+/// `Err` nothing has changed.
 ///
 /// # Safety
 /// `b` is a carved block start of `slab` in the live SuperSlab `ss`.
@@ -187,28 +217,69 @@ unsafe fn check_below(
 pub(crate) unsafe fn check_free(
     ss: *mut SuperSlab,
     slab: *const Slab,
-    units: u8,
     b: *mut u8,
-    owner: bool,
 ) -> Result<(), FreeErrorKind> {
     // SAFETY: per the caller.
     unsafe {
-        let off = b as usize - ss as usize;
-        let r = held_size(b, (*slab).size as usize).and_then(|_| check_below(ss, slab, b));
-        if r.is_err() || !owner {
-            // A clear bit makes any fault a double free (of a block
-            // written after its first free, maybe).
-            if !SuperSlab::is_allocated(ss, units, off) {
-                return Err(FreeErrorKind::DoubleFree);
-            }
-            return r;
-        }
-        // A clear bit here: a freed block whose tail word was forged.
-        if !SuperSlab::mark_free(ss, units, off) {
-            return Err(FreeErrorKind::DoubleFree);
-        }
-        Ok(())
+        held_size(b, (*slab).size as usize)?;
+        check_below(ss, slab, b)
     }
+}
+
+/// [`check_free`] and [`poison`] for a block freed by a thread that does
+/// not own its SuperSlab, done by the owner as it collects the block (the
+/// freeing thread checked only its free tag, as in the default build): the
+/// owner is then the only writer of tail words, and the freeing thread
+/// touches no line past the block's first. A fault stops the program
+/// through the fault handler, naming the block.
+///
+/// # Safety
+/// `b` is a block of `slab` (of the live owned SuperSlab `ss`) just taken
+/// from the slab's remote list.
+#[inline]
+pub(crate) unsafe fn check_collected(ss: *mut SuperSlab, slab: *const Slab, b: *mut u8) {
+    // SAFETY: per the caller.
+    unsafe {
+        let size = (*slab).size as usize;
+        let n = tail(b, size).load(Ordering::Relaxed) ^ key(b as usize);
+        let r = if n > room(size) {
+            Err(if n == FREE {
+                FreeErrorKind::DoubleFree
+            } else {
+                FreeErrorKind::Overflow
+            })
+        } else if n >= 16 && b.add(n).cast::<u64>().read_unaligned() != FILL_WORD {
+            // (Below 16 the slack shares the link and tag words the remote
+            // free wrote: checked by [`check_remote_free`] before that.)
+            Err(FreeErrorKind::Overflow)
+        } else {
+            check_below(ss, slab, b)
+        };
+        if let Err(kind) = r {
+            crate::error::fault(crate::error::FaultKind::InvalidFree(kind), b as usize);
+        }
+        poison(b, size);
+    }
+}
+
+/// The part of a remote free's checks its thread makes itself, before it
+/// writes the block's link and tag: a block of at most 64 bytes (one cache
+/// line, the one the free writes anyway) has its tail word and slack
+/// checked whole, as the slack of a request under 16 bytes lies in the
+/// words the free overwrites. Larger blocks are left to [`check_collected`].
+///
+/// # Safety
+/// `b` is a carved block start of `slab`, a slab of a live SuperSlab.
+#[inline(always)]
+pub(crate) unsafe fn check_remote_free(slab: *const Slab, b: *mut u8) -> Result<(), FreeErrorKind> {
+    // SAFETY: per the caller.
+    unsafe {
+        let size = (*slab).size as usize;
+        if size <= 64 {
+            held_size(b, size)?;
+        }
+    }
+    Ok(())
 }
 
 /// Poisons a small block being freed: its third word filled, the tail word
@@ -238,7 +309,7 @@ pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut 
     unsafe {
         // (Its tail word is not checked: a write after free there harms
         // nothing, as arming rewrites it, and a double free after it still
-        // stops on the tail word or the bitmap.)
+        // stops on the tail word, which then says FREE or does not decode.)
         if b.cast::<u8>().add(POISON_AT).cast::<u64>().read() != FILL_WORD {
             return false;
         }
@@ -246,6 +317,71 @@ pub(crate) unsafe fn check_reuse(ss: *mut SuperSlab, slab: *const Slab, b: *mut 
         // `check_carved` refuses any offset outside `[start, bump)`,
         // including the huge ones of a link outside the SuperSlab.
         next == 0 || check_carved(slab, next.wrapping_sub(ss as usize)).is_ok()
+    }
+}
+
+/// Bytes of guard page a large block's region gets past its block: a page
+/// where the source can make it inaccessible, else none.
+#[inline]
+pub(crate) fn guard_bytes<P: PageSource>(page: usize) -> usize {
+    if P::CAN_PROTECT {
+        page
+    } else {
+        0
+    }
+}
+
+/// Makes the last page of a fresh large region of `total` bytes (room for
+/// it was added by [`guard_bytes`]) a guard page and returns where the user
+/// pointer goes: as late as the block's `room` bytes (request and tail
+/// fill) and its alignment (`align`, a power of two) allow before the
+/// guard, when the header
+/// is at the region's start (`movable`), so a write past the fill faults at
+/// once; else `user_off` unchanged.
+///
+/// # Safety
+/// `[base, base + total)` is a fresh region of `source` nothing uses yet,
+/// with `user_off + room + guard_bytes <= total`, `user_off` a multiple of
+/// `align`.
+pub(crate) unsafe fn guard_large<P: PageSource>(
+    source: &P,
+    base: *mut u8,
+    total: usize,
+    user_off: usize,
+    room: usize,
+    align: usize,
+    movable: bool,
+) -> usize {
+    if !P::CAN_PROTECT {
+        return user_off;
+    }
+    // SAFETY: per the caller.
+    unsafe { set_guard(source, base, total, true) };
+    if movable {
+        // (The user pointer stays within the region's first page past the
+        // header: `total` is the header and room rounded to pages, plus one.)
+        ((total - source.page_size() - room) & !(align - 1)).max(user_off)
+    } else {
+        user_off
+    }
+}
+
+/// Makes the last page of the large region `[base, base + total)` a guard
+/// page (`on`) or an ordinary one again; nothing where the source cannot.
+/// A failure leaves the page as it was (a missing guard catches less, and
+/// an `mremap` over a guard that stayed fails and changes nothing).
+///
+/// # Safety
+/// `[base, base + total)` is a live large region of `source` whose last
+/// page nobody uses.
+pub(crate) unsafe fn set_guard<P: PageSource>(source: &P, base: *mut u8, total: usize, on: bool) {
+    if P::CAN_PROTECT {
+        let page = source.page_size();
+        // SAFETY: per the caller: whole pages inside the region.
+        unsafe {
+            let g = NonNull::new_unchecked(base.add(total - page));
+            source.protect(g, page, !on);
+        }
     }
 }
 
@@ -301,9 +437,9 @@ impl<P: PageSource> Heap<P> {
     /// table load, as in the default build.
     #[inline(always)]
     pub(crate) fn alloc_hardened(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        if size <= TABLE_MAX - SLACK - 8 && align <= MIN_ALIGN && align.is_power_of_two() {
-            // Rounded up to 16 here, so the table's own rounding folds away.
-            let c = class_of_table((size.max(16) + SLACK + 8 + 15) & !15);
+        if size <= TABLE_MAX && align <= MIN_ALIGN && align.is_power_of_two() {
+            // SAFETY: `size <= TABLE_MAX` keeps the index in the table.
+            let c = unsafe { *PADDED_CLASS.get_unchecked(size.div_ceil(MIN_ALIGN)) } as usize;
             if c < self.geo.slab_classes {
                 return self.alloc_armed(c, size, zero);
             }
@@ -358,6 +494,32 @@ impl<P: PageSource> Heap<P> {
         self.alloc_large(size, align.max(MIN_ALIGN), zero)
     }
 
+    /// Resizes a live small block to `n` bytes in place (re-armed) when its
+    /// class has room for them and is at most twice the class `n` needs, as
+    /// the default build keeps a block, and the block below is intact; false
+    /// (nothing changed) otherwise.
+    ///
+    /// # Safety
+    /// `ptr` is a live small block of this heap, checked by `live_block`.
+    pub(crate) unsafe fn resize_small_in_place(&self, ptr: *mut u8, n: usize) -> bool {
+        // SAFETY: per the caller.
+        unsafe {
+            let ss = self.superslab_of(ptr);
+            let slab = SuperSlab::slab_of(ss, ptr as usize, self.geo.unit_shift);
+            let size = (*slab).size as usize;
+            match padded(n) {
+                // (A broken block below: moved, so the free of `ptr` says so.)
+                Some(need)
+                    if need <= size && size <= 2 * need && check_below(ss, slab, ptr).is_ok() =>
+                {
+                    arm(ptr, n, size);
+                    true
+                }
+                _ => false,
+            }
+        }
+    }
+
     /// Re-arms a block resized in place to `n` bytes.
     ///
     /// # Safety
@@ -397,6 +559,15 @@ mod tests {
                 let n = w ^ key(a);
                 assert!(n != FREE && n > u32::MAX as usize, "{a:#x} {w:#x}");
             }
+        }
+    }
+
+    #[test]
+    fn the_padded_table_gives_the_smallest_class_with_room() {
+        for n in 0..=TABLE_MAX {
+            let c = PADDED_CLASS[n.div_ceil(MIN_ALIGN)] as usize;
+            assert!(room(class_size(c)) >= n, "{n}");
+            assert_eq!(Some(c), class_of(padded(n).unwrap()), "{n}");
         }
     }
 

@@ -324,18 +324,12 @@ impl<P: PageSource> Heap<P> {
             if (*b).tag != free_tag(b.cast()) {
                 corrupted(b.cast());
             }
-            // (Read once: `count_alloc` may call out, and the geometry
-            // would be read again after it.)
             #[cfg(feature = "hardened")]
-            let (ss, units) = (self.superslab_of(b.cast()), self.geo.units);
-            #[cfg(feature = "hardened")]
-            if !crate::hardened::check_reuse(ss, slab, b) {
+            if !crate::hardened::check_reuse(self.superslab_of(b.cast()), slab, b) {
                 corrupted(b.cast());
             }
             (*slab).free = (*b).next;
             (*b).tag = 0;
-            #[cfg(feature = "hardened")]
-            SuperSlab::mark_allocated(ss, units, b as usize - ss as usize);
             self.count_alloc_current(slab);
         }
     }
@@ -383,8 +377,6 @@ impl<P: PageSource> Heap<P> {
                         (*b).tag = 0;
                     }
                     self.count_alloc_current(slab);
-                    #[cfg(feature = "hardened")]
-                    SuperSlab::mark_allocated(ss, self.geo.units, b as usize - ss as usize);
                     if zero && !(fresh && P::MAPS_ZEROED) {
                         ptr::write_bytes(b.cast::<u8>(), 0, size);
                     }
@@ -549,16 +541,15 @@ impl<P: PageSource> Heap<P> {
                 return self.free_uncarved(ss, slab, ptr, kind);
             }
             let b = ptr.cast::<Block>();
-            #[cfg(feature = "hardened")]
-            if let Err(kind) = crate::hardened::check_free(ss, slab, self.geo.units, ptr, true) {
-                return Err(FreeError { ptr: p, kind });
-            }
-            #[cfg(not(feature = "hardened"))]
             if (*b).tag == free_tag(ptr) {
                 return Err(FreeError {
                     ptr: p,
                     kind: FreeErrorKind::DoubleFree,
                 });
+            }
+            #[cfg(feature = "hardened")]
+            if let Err(kind) = crate::hardened::check_free(ss, slab, ptr) {
+                return Err(FreeError { ptr: p, kind });
             }
             (*b).tag = free_tag(ptr);
             (*b).next = (*slab).free;
@@ -620,16 +611,14 @@ impl<P: PageSource> Heap<P> {
                     let g = Arena::block_granules(a, i);
                     return Ok(Live::Medium { ss, slab, i, g });
                 }
-                #[cfg(not(feature = "hardened"))]
                 if (*ptr.cast::<Block>()).tag == free_tag(ptr) {
                     return Err(err(FreeErrorKind::DoubleFree));
                 }
                 #[cfg(feature = "hardened")]
                 {
-                    if !SuperSlab::is_allocated(ss, self.geo.units, ptr as usize - ss as usize) {
-                        return Err(err(FreeErrorKind::DoubleFree));
-                    }
+                    let _ = ss;
                     // The request, not the class: the slack is the canary's.
+                    // (A free block's tail word says so: `DoubleFree`.)
                     crate::hardened::held_size(ptr, (*slab).size as usize)
                         .map(Live::Small)
                         .map_err(err)
@@ -674,6 +663,13 @@ impl<P: PageSource> Heap<P> {
         let old = live.usable();
         let aligned = align.is_power_of_two() && (ptr as usize) % align == 0;
         match live {
+            // Hardened: the request is the usable size, so growth within
+            // the class's room stays in place too.
+            #[cfg(feature = "hardened")]
+            // SAFETY: `ptr` is the caller's live small block.
+            Live::Small(_) if aligned && unsafe { self.resize_small_in_place(ptr, new_size) } => {
+                return Ok(ptr);
+            }
             // A small block stays unless the new size would fit a class at
             // most half its size.
             Live::Small(_) if aligned && new_size <= old && old <= 2 * new_size.max(MIN_ALIGN) => {

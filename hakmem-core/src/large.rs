@@ -195,6 +195,11 @@ impl<P: PageSource> Heap<P> {
         else {
             return ptr::null_mut();
         };
+        // Hardened: a guard page past the block, where the source can.
+        #[cfg(feature = "hardened")]
+        let Some(total) = total.checked_add(crate::hardened::guard_bytes::<P>(page)) else {
+            return ptr::null_mut();
+        };
         if total > isize::MAX as usize {
             return ptr::null_mut();
         }
@@ -206,7 +211,7 @@ impl<P: PageSource> Heap<P> {
                 // requests, and a buffer grown by `realloc` stays in place
                 // up to the next step. Pages past the request are never
                 // touched, so they cost address space, not memory.
-                let want = if self.cfg.large_cache != 0 {
+                let want = if self.cfg.large_cache != 0 && !cfg!(feature = "hardened") {
                     quarter_step(total).next_multiple_of(page).max(total)
                 } else {
                     total
@@ -216,6 +221,19 @@ impl<P: PageSource> Heap<P> {
                     None => return ptr::null_mut(),
                 }
             }
+        };
+        // SAFETY: `base` is the fresh region of `total` bytes just had.
+        #[cfg(feature = "hardened")]
+        let user_off = unsafe {
+            crate::hardened::guard_large(
+                &self.source,
+                base,
+                total,
+                user_off,
+                room,
+                align,
+                header_off == 0,
+            )
         };
         // SAFETY: the region is ours, `total` bytes, and both offsets are
         // inside it (user_off + size <= total; header_off + header < user_off).
@@ -484,6 +502,8 @@ impl<P: PageSource> Heap<P> {
                 want
             };
             let total = step.checked_next_multiple_of(page)?;
+            #[cfg(feature = "hardened")]
+            let total = total.checked_add(crate::hardened::guard_bytes::<P>(page))?;
             if total > isize::MAX as usize {
                 return None;
             }
@@ -497,12 +517,21 @@ impl<P: PageSource> Heap<P> {
                 crate::hardened::arm_large(h, new_size);
                 return Some((*h).base.with_addr((*h).user));
             }
+            // Hardened: the guard page moves to the new end.
+            #[cfg(feature = "hardened")]
+            crate::hardened::set_guard(&self.source, (*h).base, old_size, false);
             let base = self.source.remap(
                 NonNull::new_unchecked((*h).base),
                 old_size,
                 total,
                 self.geo.superslab_size(),
-            )?;
+            );
+            #[cfg(feature = "hardened")]
+            match base {
+                Some(b) => crate::hardened::set_guard(&self.source, b.as_ptr(), total, true),
+                None => crate::hardened::set_guard(&self.source, (*h).base, old_size, true),
+            }
+            let base = base?;
             let nh = base.as_ptr().cast::<LargeBlock>();
             (*nh).magic = LARGE_MAGIC ^ nh as usize;
             (*nh).base = base.as_ptr();
@@ -535,6 +564,10 @@ impl<P: PageSource> Heap<P> {
     /// `h` is the live header of a block nobody else uses during the call;
     /// `new_size` is at most its usable size.
     pub(crate) unsafe fn shrink_large(&mut self, h: *mut LargeBlock, new_size: usize) -> bool {
+        // Hardened: the tail pages hold the guard page; the block stays.
+        if cfg!(feature = "hardened") && P::CAN_PROTECT {
+            return false;
+        }
         let page = self.source.page_size();
         // SAFETY: per the caller.
         unsafe {

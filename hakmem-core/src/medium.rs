@@ -1458,8 +1458,6 @@ impl<P: PageSource> Heap<P> {
             let (j, _) = self.with_arena(s, |a| Arena::alloc_at(a, i, g, align));
             self.count_alloc(s);
             let p = Arena::granule(a, j);
-            #[cfg(feature = "hardened")]
-            SuperSlab::mark_allocated(ss, self.geo.units, p as usize - ss as usize);
             if zero {
                 ptr::write_bytes(p, 0, size);
             }
@@ -1487,8 +1485,6 @@ impl<P: PageSource> Heap<P> {
             let (i, _) = self.with_arena(s, |a| Arena::alloc(a, g, align))?;
             self.count_alloc(s);
             let p = Arena::granule(a, i);
-            #[cfg(feature = "hardened")]
-            SuperSlab::mark_allocated(ss, self.geo.units, p as usize - ss as usize);
             if zero {
                 ptr::write_bytes(p, 0, size);
             }
@@ -1605,10 +1601,6 @@ impl<P: PageSource> Heap<P> {
             }
             let a = arena_of(ss, slab);
             let (i, g) = Arena::held_block(a, p).map_err(err)?;
-            #[cfg(feature = "hardened")]
-            if !SuperSlab::mark_free(ss, self.geo.units, p - ss as usize) {
-                return Err(err(FreeErrorKind::DoubleFree));
-            }
             self.with_arena(slab, |a| Arena::free(a, i, g));
             // Last: counting may empty the SuperSlab and release it.
             self.count_free(slab, 1);

@@ -107,6 +107,23 @@ pub unsafe trait PageSource {
         false
     }
 
+    /// Whether [`protect`](Self::protect) works (the `hardened` build then
+    /// puts a guard page after each large block).
+    const CAN_PROTECT: bool = false;
+
+    /// Makes the pages `[ptr, ptr + size)` fault on any access (`access`
+    /// false: a guard page, never committed) or usable again (`true`).
+    /// `true`: done; `false`: nothing changed. Unmapping a region drops its
+    /// guard pages with it. The default cannot.
+    ///
+    /// # Safety
+    /// The range is page-aligned and lies inside one live region; nobody
+    /// accesses a page made inaccessible.
+    unsafe fn protect(&self, ptr: NonNull<u8>, size: usize, access: bool) -> bool {
+        let _ = (ptr, size, access);
+        false
+    }
+
     /// Whether `addr` lies inside a live region of this source. The heap
     /// asks only about addresses aligned to its SuperSlab size (every region
     /// it maps starts on such a boundary), so a source may answer at that
@@ -128,6 +145,7 @@ unsafe impl<P: PageSource + ?Sized> PageSource for &P {
     const MAPS_ZEROED: bool = P::MAPS_ZEROED;
     const CAN_DECOMMIT: bool = P::CAN_DECOMMIT;
     const CAN_REMAP: bool = P::CAN_REMAP;
+    const CAN_PROTECT: bool = P::CAN_PROTECT;
     fn page_size(&self) -> usize {
         (**self).page_size()
     }
@@ -159,6 +177,10 @@ unsafe impl<P: PageSource + ?Sized> PageSource for &P {
     unsafe fn shrink(&self, ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
         // SAFETY: the caller upholds `shrink`'s contract for `P`.
         unsafe { (**self).shrink(ptr, old_size, new_size) }
+    }
+    unsafe fn protect(&self, ptr: NonNull<u8>, size: usize, access: bool) -> bool {
+        // SAFETY: the caller upholds `protect`'s contract for `P`.
+        unsafe { (**self).protect(ptr, size, access) }
     }
     fn contains(&self, addr: usize) -> bool {
         (**self).contains(addr)

@@ -161,23 +161,20 @@ unsafe fn mark_freed(
     let b = ptr.cast::<Block>();
     // SAFETY: per the caller nobody else writes the block.
     unsafe {
-        #[cfg(feature = "hardened")]
-        {
-            crate::hardened::check_free(ss, slab, units, ptr, false).map_err(|kind| FreeError {
-                ptr: ptr as usize,
-                kind,
-            })?;
-            // The bit stays set until the owner collects the block (only the
-            // owner writes the bitmap); the tail word says FREE meanwhile.
-            crate::hardened::poison(ptr, (*slab).size as usize);
-        }
-        #[cfg(not(feature = "hardened"))]
         if (*b).tag == free_tag(ptr) {
             return Err(FreeError {
                 ptr: ptr as usize,
                 kind: FreeErrorKind::DoubleFree,
             });
         }
+        // (Hardened: the canaries are checked, and the block poisoned, by
+        // the owner when it collects the block: `check_collected`; those on
+        // the first line here, before the tag covers them.)
+        #[cfg(feature = "hardened")]
+        crate::hardened::check_remote_free(slab, ptr).map_err(|kind| FreeError {
+            ptr: ptr as usize,
+            kind,
+        })?;
         (*b).tag = free_tag(ptr);
         // Count first: the owner must never take a block it has not counted.
         (*ss).remote_count.fetch_add(1, Ordering::Relaxed);
@@ -356,7 +353,7 @@ impl<P: PageSource> Heap<P> {
                     corrupted(tail.cast());
                 }
                 #[cfg(feature = "hardened")]
-                SuperSlab::mark_free(ss, self.geo.units, tail as usize - ss as usize);
+                crate::hardened::check_collected(ss, slab, tail.cast());
                 let next = (*tail).next;
                 if next.is_null() {
                     break;

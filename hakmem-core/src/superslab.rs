@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! base                                                  base + 2^superslab_shift
-//! | SuperSlab | Slab meta × units | [alloc bitmap] | slab units ...           |
+//! | SuperSlab | Slab meta × units | slab units ...                            |
 //! ```
 //!
 //! The owner of any small block is found by masking its address with the
@@ -26,8 +26,6 @@
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::AtomicUsize;
-#[cfg(feature = "hardened")]
-use core::sync::atomic::Ordering;
 
 use crate::config::Geometry;
 use crate::heap::{Heap, KNOWN, NO_SUPERSLAB};
@@ -87,31 +85,9 @@ const _: () = assert!(
     "two cache lines: shared, then the owner's"
 );
 
-/// Offset of the hardened allocation bitmap (one bit per 16 bytes): right
-/// after the slab array, which ends aligned for it (asserted below), so the
-/// fast paths compute it with no rounding.
-#[cfg(feature = "hardened")]
-#[inline(always)]
-const fn bitmap_offset(units: usize) -> usize {
-    SLABS_OFFSET + units * size_of::<Slab>()
-}
-#[cfg(feature = "hardened")]
-const _: () = assert!(
-    SLABS_OFFSET % align_of::<AtomicUsize>() == 0
-        && size_of::<Slab>() % align_of::<AtomicUsize>() == 0,
-    "the bitmap after the slab array is aligned"
-);
-
-/// Header bytes for a SuperSlab of `ss_size` bytes with `units` units.
-pub(crate) const fn header_bytes(units: usize, ss_size: usize) -> usize {
-    #[cfg(not(feature = "hardened"))]
-    let end = {
-        let _ = ss_size;
-        SLABS_OFFSET + units * size_of::<Slab>()
-    };
-    #[cfg(feature = "hardened")]
-    let end = bitmap_offset(units) + ss_size / 16 / 8;
-    round_up(end, 64)
+/// Header bytes for a SuperSlab with `units` units.
+pub(crate) const fn header_bytes(units: usize) -> usize {
+    round_up(SLABS_OFFSET + units * size_of::<Slab>(), 64)
 }
 
 impl SuperSlab {
@@ -141,12 +117,6 @@ impl SuperSlab {
             for u in 0..geo.units {
                 Self::slab(ss, u as usize).write(Slab::unassigned(u));
             }
-            #[cfg(feature = "hardened")]
-            core::ptr::write_bytes(
-                base.add(bitmap_offset(geo.units as usize)),
-                0,
-                geo.superslab_size() / 128,
-            );
         }
         ss
     }
@@ -181,60 +151,6 @@ impl SuperSlab {
     #[inline]
     pub fn unit_index(ss: *mut SuperSlab, slab: *mut Slab) -> usize {
         (slab as usize - (ss as usize + SLABS_OFFSET)) / size_of::<Slab>()
-    }
-
-    /// Sets the allocation bit of the block at offset `off`; returns whether it
-    /// was clear.
-    ///
-    /// # Safety
-    /// `ss` is live and `off` is inside it.
-    #[cfg(feature = "hardened")]
-    pub unsafe fn mark_allocated(ss: *mut SuperSlab, units: u8, off: usize) -> bool {
-        let (word, bit) = Self::bit(ss, units, off);
-        // SAFETY: the bitmap lies in the header, and is only accessed
-        // atomically. Only the owner writes it (remote frees leave their
-        // bits to the owner's collect), so a load and a store suffice: no
-        // locked read-modify-write on the fast paths.
-        unsafe {
-            let v = (*word).load(Ordering::Relaxed);
-            (*word).store(v | bit, Ordering::Relaxed);
-            v & bit == 0
-        }
-    }
-
-    /// Clears the allocation bit of the block at offset `off`; returns whether
-    /// it was set (false: double free or never allocated).
-    ///
-    /// # Safety
-    /// `ss` is live and `off` is inside it.
-    #[cfg(feature = "hardened")]
-    pub unsafe fn mark_free(ss: *mut SuperSlab, units: u8, off: usize) -> bool {
-        let (word, bit) = Self::bit(ss, units, off);
-        // SAFETY: as in `mark_allocated`: only the owner writes the bitmap.
-        unsafe {
-            let v = (*word).load(Ordering::Relaxed);
-            (*word).store(v & !bit, Ordering::Relaxed);
-            v & bit != 0
-        }
-    }
-
-    /// Whether the block at offset `off` is marked allocated.
-    ///
-    /// # Safety
-    /// `ss` is live and `off` is inside it.
-    #[cfg(feature = "hardened")]
-    pub unsafe fn is_allocated(ss: *mut SuperSlab, units: u8, off: usize) -> bool {
-        let (word, bit) = Self::bit(ss, units, off);
-        // SAFETY: the bitmap lies in the header, and is only accessed atomically.
-        unsafe { (*word).load(Ordering::Relaxed) & bit != 0 }
-    }
-
-    #[cfg(feature = "hardened")]
-    fn bit(ss: *mut SuperSlab, units: u8, off: usize) -> (*const AtomicUsize, usize) {
-        let index = off / 16;
-        let word = (ss as usize + bitmap_offset(units as usize)) as *const AtomicUsize;
-        let bits = usize::BITS as usize;
-        (word.wrapping_add(index / bits), 1usize << (index % bits))
     }
 }
 

@@ -443,7 +443,7 @@ fn double_free_via_usable_size_and_realloc() {
 /// Without `hardened`, a freed block carries its "free" mark in its second
 /// word; if the application overwrites it (a use after free) a later double
 /// free looks like a valid free. That case is out of the cheap check's reach
-/// and only the `hardened` bitmap, kept in the SuperSlab header, catches it.
+/// and only the `hardened` tail word, at the block's end, catches it.
 #[cfg(feature = "hardened")]
 #[test]
 fn hardened_double_free_after_the_block_was_overwritten() {
@@ -457,7 +457,7 @@ fn hardened_double_free_after_the_block_was_overwritten() {
     // SAFETY: the block's memory stays mapped (the SuperSlab holds `keep`);
     // this is the use after free under test.
     unsafe { p.write_bytes(0, 16) };
-    // The bitmap still knows `p` is free: the second free is refused...
+    // The tail word still says `p` is free: the second free is refused...
     // SAFETY: as above; the heap must refuse it.
     let err = unsafe { heap.dealloc(p) }.unwrap_err();
     assert_eq!((err.ptr, err.kind), (p as usize, DoubleFree));

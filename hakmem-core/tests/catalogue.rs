@@ -141,6 +141,30 @@ fn a_freed_block_written_over_stops_its_reuse() {
     }
 }
 
+/// A second free of a block another thread already freed (and its owner
+/// has not collected) is refused as a double free, in both builds.
+#[test]
+fn a_second_remote_free_is_a_double_free() {
+    for size in [8, 200, 4096] {
+        let mut h = heap();
+        let [_a, p, _q] = three(&mut h, size);
+        let geo = *h.geometry();
+        // SAFETY: `p` is live for the first free; the second is the fault
+        // under test, which must change nothing.
+        unsafe {
+            hakmem_core::free_remote(h.source(), &geo, p).unwrap();
+            let e = hakmem_core::free_remote(h.source(), &geo, p).unwrap_err();
+            assert_eq!(
+                (e.ptr, e.kind),
+                (p as usize, FreeErrorKind::DoubleFree),
+                "{size}"
+            );
+        }
+        h.collect();
+        h.check().unwrap();
+    }
+}
+
 #[cfg(feature = "hardened")]
 mod hardened {
     use super::*;
@@ -167,6 +191,53 @@ mod hardened {
                 }
             }
             std::mem::forget(h);
+        }
+    }
+
+    /// A free by a thread that does not own the block checks a block of
+    /// up to 64 bytes itself (one line, the one it writes) and leaves a
+    /// larger one's canaries to the owner, which checks them when it
+    /// collects the block and stops in the fault handler naming it.
+    #[test]
+    fn remote_frees_of_overflowed_or_underflowed_blocks_are_stopped() {
+        for under in [false, true] {
+            let (want, kind) = if under {
+                ("before the block", FreeErrorKind::Underflow)
+            } else {
+                ("past the block", FreeErrorKind::Overflow)
+            };
+            for size in [8, 200] {
+                let mut h = heap();
+                let [_a, p, _q] = three(&mut h, size);
+                let geo = *h.geometry();
+                // SAFETY: the 1-byte write is the fault under test, inside
+                // the slab; the remote free is of a live block.
+                let r = unsafe {
+                    if under {
+                        p.sub(1).write(0x41);
+                    } else {
+                        p.add(size).write(0x41);
+                    }
+                    hakmem_core::free_remote(h.source(), &geo, p)
+                };
+                if size == 8 && !under {
+                    assert_eq!(r.unwrap_err().kind, kind);
+                    std::mem::forget(h);
+                    continue;
+                }
+                r.unwrap();
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    h.collect();
+                }));
+                let msg = r.expect_err("the owner collected a broken block");
+                let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(
+                    msg.contains(&format!("invalid free of {:#x}", p as usize)),
+                    "{msg}"
+                );
+                assert!(msg.contains(want), "{size} {msg}");
+                std::mem::forget(h);
+            }
         }
     }
 

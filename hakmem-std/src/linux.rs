@@ -61,7 +61,7 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use hakmem_core::PageSource;
 #[cfg(hakmem_std_linux)]
 use rustix::mm::{madvise, mremap, mremap_fixed, Advice, MremapFlags};
-use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+use rustix::mm::{mmap_anonymous, mprotect, MapFlags, MprotectFlags, ProtFlags};
 
 use sys::{map_anonymous, unmap};
 
@@ -401,6 +401,20 @@ unsafe impl PageSource for LinuxPages {
         self.mark(old as usize, old_size, false);
         self.mapped.fetch_sub(old_size, Ordering::Relaxed);
         Some(dst)
+    }
+
+    const CAN_PROTECT: bool = true;
+
+    /// `mprotect`: no access (a guard page), or read and write.
+    unsafe fn protect(&self, ptr: NonNull<u8>, size: usize, access: bool) -> bool {
+        let flags = if access {
+            MprotectFlags::READ | MprotectFlags::WRITE
+        } else {
+            MprotectFlags::empty()
+        };
+        // SAFETY: per the contract, whole pages of one of our regions that
+        // nobody accesses while they are inaccessible.
+        unsafe { mprotect(ptr.as_ptr().cast(), size, flags) }.is_ok()
     }
 
     /// `madvise(MADV_DONTNEED)` on Linux.

@@ -1,4 +1,4 @@
-/* The heap-corruption catalogue: 116 small programs, one per case, each a
+/* The heap-corruption catalogue: 134 small programs, one per case, each a
  * classic heap bug. `catalogue CASE` runs one; `catalogue --list` prints
  * every case name, one a line. A case that reaches its end prints
  * "survived" and exits 0: the allocator under it did *not* stop the bug.
@@ -7,7 +7,7 @@
  * a child under LD_PRELOAD and classifies it; docs/reliability.md has the
  * table for glibc, mimalloc, jemalloc and hakmem.
  *
- * The enumeration (116 = 3 sizes x 36 + 8):
+ * The enumeration (134 = 3 sizes x 42 + 8):
  *
  * For each block size S in {8 B, 4 KiB, 256 KiB} (suffix -8, -4k, -256k):
  *   double-plain      free(p); free(p)
@@ -23,6 +23,9 @@
  *                       realloc    p = realloc(p, 2 S); free(p)
  *                       neighbour  free(q) (the block after p); free(p)
  *                       churn      64 more blocks of S allocated and freed; free(p)
+ *                       held       p is never freed: the program ends holding
+ *                                  it (only a fault at the write, or a check
+ *                                  of a neighbour, can stop it)
  *   uaf-ptr           after free(p): p's first word := a global's address
  *                     (free-list poisoning); then two malloc(S)
  *   uaf-mid           after free(p): p[S/2] written; then two malloc(S)
@@ -57,7 +60,7 @@ static const char *const SIZE_NAMES[] = {"8", "4k", "256k"};
 static const size_t SIZES[] = {8, 4096, 256 * 1024};
 static const char *const AMOUNT_NAMES[] = {"1", "32", "1m"};
 static const size_t AMOUNTS[] = {1, 32, MIB};
-static const char *const OBSERVERS[] = {"free", "realloc", "neighbour", "churn"};
+static const char *const OBSERVERS[] = {"free", "realloc", "neighbour", "churn", "held"};
 static const char *const UAFS[] = {"ptr", "mid", "last", "all", "late"};
 static const char *const ZERO_NAMES[] = {"1", "8", "4k", "256k"};
 static const size_t ZERO_LENS[] = {1, 8, 4096, 256 * 1024};
@@ -163,6 +166,8 @@ static int bounds(int under, const char *amount, const char *obs, size_t s) {
     } else if (strcmp(obs, "churn") == 0) {
         churn(s);
         free(p);
+    } else if (strcmp(obs, "held") == 0) {
+        hide(p);
     } else {
         return -1;
     }
@@ -236,7 +241,7 @@ static void list(void) {
             printf("free-%s-%s\n", frees[i], sz);
         for (int u = 0; u < 2; u++)
             for (int d = 0; d < 3; d++)
-                for (int o = 0; o < 4; o++)
+                for (int o = 0; o < 5; o++)
                     printf("%s-%s-%s-%s\n", u ? "underflow" : "overflow",
                            AMOUNT_NAMES[d], OBSERVERS[o], sz);
         for (int i = 0; i < 5; i++)

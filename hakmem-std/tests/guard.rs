@@ -1,0 +1,98 @@
+//! The `hardened` build's guard page after each large block (on
+//! `LinuxPages`, which can `mprotect`): a linear write past the block's
+//! tail fill faults at the write, a block grown by `realloc` keeps every
+//! byte usable (the guard moves to the new end), and guard pages go back
+//! with their blocks (no address space kept after free). The fault runs in
+//! a child process, this binary again with `GUARD_CHILD` set.
+#![cfg(feature = "hardened")]
+
+use std::alloc::{alloc, dealloc, realloc, Layout};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+#[global_allocator]
+static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
+
+const CHILD_ENV: &str = "GUARD_CHILD";
+const LARGE: usize = 256 << 10;
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 16).unwrap()
+}
+
+fn child() {
+    // SAFETY: a live block of LARGE bytes; the write past its end is the
+    // overflow under test (16 bytes of tail fill, at most 15 of alignment,
+    // then the guard page: 32 bytes reach it).
+    unsafe {
+        let p = alloc(layout(LARGE));
+        p.write_bytes(0x11, LARGE);
+        eprintln!("child: writing past {p:?}");
+        for i in 0..32 {
+            std::ptr::write_volatile(p.add(LARGE + i), 0x41);
+        }
+        eprintln!("child: the write past the block did not fault");
+        dealloc(p, layout(LARGE));
+    }
+}
+
+#[test]
+fn a_write_past_a_large_block_faults_at_the_write() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        child();
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_write_past_a_large_block_faults_at_the_write",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the child");
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("child status: {:?}\n{err}", out.status);
+    assert!(err.contains("child: writing past"), "{err}");
+    assert!(!err.contains("did not fault"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(11),
+        "no SIGSEGV at the write: {err}"
+    );
+}
+
+#[test]
+fn grown_blocks_stay_usable_and_guards_go_back_with_their_blocks() {
+    // Warm up, so the heap's own SuperSlabs are mapped before the baseline.
+    // SAFETY: live blocks, each freed once with its layout.
+    unsafe { dealloc(alloc(layout(64)), layout(64)) };
+    let before = hakmem_std::stats().os_mapped_bytes;
+    for round in 0..20 {
+        // SAFETY: as above; `realloc` keeps the first LARGE bytes, and every
+        // byte of the grown block is the application's.
+        unsafe {
+            let mut v: Vec<*mut u8> = (0..8).map(|_| alloc(layout(LARGE))).collect();
+            for (i, &p) in v.iter().enumerate() {
+                assert!(!p.is_null());
+                p.write_bytes(i as u8, LARGE);
+            }
+            let big = 4 * LARGE + 100 * round;
+            v[0] = realloc(v[0], layout(LARGE), big);
+            assert!(!v[0].is_null());
+            assert!((0..LARGE).all(|i| *v[0].add(i) == 0));
+            v[0].write_bytes(0x5a, big);
+            dealloc(v[0], layout(big));
+            for &p in &v[1..] {
+                dealloc(p, layout(LARGE));
+            }
+        }
+    }
+    let after = hakmem_std::stats().os_mapped_bytes;
+    assert_eq!(
+        after, before,
+        "large regions (and their guard pages) stayed mapped"
+    );
+}
