@@ -3,10 +3,11 @@
 //! Every `purge_delay / 2` (at least 10 ms) it passes over all heaps:
 //! - an idle thread's heap (visited under the `heaps` protocol): collects
 //!   the frees other threads made into it, which releases the SuperSlabs
-//!   they emptied; decommits retained empty SuperSlabs seen on two passes in
-//!   a row (so they stay committed between `purge_delay / 2` and about
-//!   `purge_delay`, and a thread that frees its last block and allocates
-//!   again does not pay a syscall each time);
+//!   they emptied; decommits its retained empty memory when the previous
+//!   pass saw some too (the mark is per heap, not per SuperSlab: memory
+//!   stays committed at most about `purge_delay`, and memory emptied just
+//!   before such a pass goes at once; a thread that frees its last block
+//!   and allocates again does not pay a syscall each time);
 //! - a dead thread's heap: collects, then releases every empty SuperSlab;
 //!   once it holds nothing its slot is free for reuse;
 //! - the shared heap, likewise, under its lock.
