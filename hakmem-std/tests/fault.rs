@@ -5,7 +5,8 @@
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
@@ -37,24 +38,10 @@ fn heap_corruption_writes_the_message_and_aborts() {
         child();
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "heap_corruption_writes_the_message_and_aborts",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run the child");
-    let err = String::from_utf8_lossy(&out.stderr);
-    println!("child status: {:?}\n{err}", out.status);
-    assert_eq!(
-        out.status.signal(),
-        Some(6),
-        "the child did not abort: {err}"
-    );
+    let (status, err) =
+        common::rerun_as_child("heap_corruption_writes_the_message_and_aborts", CHILD_ENV);
+    println!("child status: {:?}\n{err}", status);
+    assert_eq!(status.signal(), Some(6), "the child did not abort: {err}");
     let p = err
         .split("child: corrupted ")
         .nth(1)

@@ -8,7 +8,8 @@
 
 use std::alloc::{alloc, dealloc, realloc, Layout};
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: hakmem_std::HakMem = hakmem_std::HakMem::new();
@@ -47,26 +48,12 @@ fn a_write_past_a_large_block_faults_at_the_write() {
         return;
     }
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_write_past_a_large_block_faults_at_the_write",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("run the child");
-    let err = String::from_utf8_lossy(&out.stderr);
-    println!("child status: {:?}\n{err}", out.status);
+    let (status, err) =
+        common::rerun_as_child("a_write_past_a_large_block_faults_at_the_write", CHILD_ENV);
+    println!("child status: {:?}\n{err}", status);
     assert!(err.contains("child: writing past"), "{err}");
     assert!(!err.contains("did not fault"), "{err}");
-    assert_eq!(
-        out.status.signal(),
-        Some(11),
-        "no SIGSEGV at the write: {err}"
-    );
+    assert_eq!(status.signal(), Some(11), "no SIGSEGV at the write: {err}");
 }
 
 #[test]
