@@ -488,7 +488,7 @@ impl<P: PageSource> Heap<P> {
         }
         // A large block, even for a size a slab class would serve without
         // the canary's bytes.
-        if !align.is_power_of_two() || size > isize::MAX as usize - align {
+        if !align.is_power_of_two() || size > (isize::MAX as usize).saturating_sub(align) {
             return ptr::null_mut();
         }
         self.alloc_large(size, align.max(MIN_ALIGN), zero)

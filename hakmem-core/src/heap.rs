@@ -269,7 +269,7 @@ impl<P: PageSource> Heap<P> {
     #[cfg(not(feature = "hardened"))]
     #[inline(never)]
     fn alloc_aligned_or_large(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
-        if !align.is_power_of_two() || size > isize::MAX as usize - align {
+        if !align.is_power_of_two() || size > (isize::MAX as usize).saturating_sub(align) {
             return ptr::null_mut();
         }
         let align = align.max(MIN_ALIGN);

@@ -200,7 +200,14 @@ impl<P: PageSource> Heap<P> {
         let Some(total) = total.checked_add(crate::hardened::guard_bytes::<P>(page)) else {
             return ptr::null_mut();
         };
-        if total > isize::MAX as usize {
+        // No object exceeds isize::MAX bytes, nor does the span a source
+        // needs to place one at its alignment: such requests are refused
+        // here, before any mapping attempt (which on failure would retire
+        // the empty current slabs, changing the heap for nothing).
+        if total
+            .checked_add(map_align)
+            .is_none_or(|span| span > isize::MAX as usize)
+        {
             return ptr::null_mut();
         }
         let (base, total, fresh) = match self.take_cached_region(total, map_align.max(page)) {

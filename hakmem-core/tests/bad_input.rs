@@ -710,6 +710,37 @@ fn sizes_too_large_return_null() {
     still_works(&mut heap);
 }
 
+/// A request no source could place (its alignment span past isize::MAX)
+/// is refused before any mapping is tried, so it does not retire the
+/// empty current slab that a real out-of-memory retry would give back
+/// (found by the `core_ops` fuzz corpus).
+#[test]
+fn unplaceable_alignments_leave_an_empty_current_slab() {
+    let pages = SimPages::new();
+    let mut heap = Heap::new(&pages, config()).unwrap();
+    let keep = heap.alloc(48, 8);
+    let p = heap.alloc(200, 8);
+    free(&mut heap, p);
+    let before = heap.stats();
+    assert!(
+        before.free_blocks > 0,
+        "the 200 B slab stays current, empty"
+    );
+    for align in [1usize << 62, 1 << 63] {
+        for size in [16, 64, 1 << 20] {
+            assert!(
+                heap.alloc(size, align).is_null(),
+                "alloc({size}, {align:#x})"
+            );
+            assert!(heap.alloc_zeroed(size, align).is_null());
+        }
+    }
+    assert_eq!(heap.stats(), before);
+    heap.check().unwrap();
+    free(&mut heap, keep);
+    still_works(&mut heap);
+}
+
 #[test]
 fn alignments_that_are_not_powers_of_two_return_null() {
     let pages = SimPages::new();
