@@ -261,6 +261,17 @@ impl<P: PageSource> Heap<P> {
             if c < self.geo.slab_classes {
                 return self.alloc_class(c, zero);
             }
+            // Past the slab classes (a heap with the medium tier and few or
+            // no classes, as on bare metal): the medium tier directly, as
+            // `alloc_aligned_or_large` would, without its checks (sizes up
+            // to the table are far from overflow).
+            if size < self.geo.medium_max {
+                let p = self.alloc_medium(size, MIN_ALIGN, zero);
+                if !p.is_null() {
+                    return p;
+                }
+                return self.alloc_large(size, MIN_ALIGN, zero);
+            }
         }
         self.alloc_aligned_or_large(size, align, zero)
     }
@@ -594,6 +605,15 @@ impl<P: PageSource> Heap<P> {
             // SAFETY: `known` holds only live SuperSlabs of this heap, and
             // `ptr` lies inside `ss`.
             let slab = unsafe { SuperSlab::slab_of(ss, p, self.geo.unit_shift) };
+            // SAFETY: as above. A medium block: its check and size from one
+            // bitmap read.
+            unsafe {
+                if (*slab).class == MEDIUM_CLASS {
+                    let (i, g) =
+                        Arena::held_block(crate::medium::arena_of(ss, slab), p).map_err(err)?;
+                    return Ok(Live::Medium { ss, slab, i, g });
+                }
+            }
             // SAFETY: as above.
             unsafe { locate::check_block(ss, slab, p) }.map_err(err)?;
             Found::Small { ss, slab }
@@ -740,7 +760,16 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: both blocks are live, distinct, and at least this long.
         unsafe {
             ptr::copy_nonoverlapping(ptr, new, old.min(new_size));
-            self.dealloc(ptr)?;
+            match live {
+                // An owned medium block, as `live_block` found it (the
+                // allocation changed no held block).
+                Live::Medium { ss, slab, i, g }
+                    if (*ss).owner.load(Ordering::Relaxed) == self.id =>
+                {
+                    self.free_medium_at(ss, slab, i, g)
+                }
+                _ => self.dealloc(ptr)?,
+            }
         }
         Ok(new)
     }

@@ -84,6 +84,9 @@ const MAX_BINS: u32 = 128;
 const BEST_SCAN: usize = 4;
 /// How many blocks of the request's own bin are tried for one that fits.
 const BIN_SCAN: usize = 8;
+/// Bins below this one hold blocks of one size each (the bin is the size
+/// in granules), unless it is the arena's last bin.
+const EXACT_BINS: u32 = 8;
 
 /// A set of indexed medium slabs: 64 on 64-bit targets, 16 on smaller
 /// ones (whose heaps are small, and whose RAM is: the index is then 256 B
@@ -473,6 +476,10 @@ impl View {
     }
 }
 
+/// A free block found for an allocation: its medium slab, the view of the
+/// slab's arena, and its first granule.
+type Fit = (*mut Slab, View, u32);
+
 /// The first bin at or above `b` set in `mask` (two words of 64 bins).
 #[inline(always)]
 fn first_bin(mask: [u64; 2], b: u32) -> Option<u32> {
@@ -660,9 +667,18 @@ impl Arena {
     /// `a` is a live arena.
     #[inline]
     pub unsafe fn held_block(a: *const Arena, p: usize) -> Result<(u32, u32), FreeErrorKind> {
+        // SAFETY: per the caller.
+        unsafe { Self::held_in(View::of(a), p) }
+    }
+
+    /// [`held_block`](Self::held_block) on the arena's view.
+    ///
+    /// # Safety
+    /// The view's arena is live.
+    #[inline(always)]
+    unsafe fn held_in(v: View, p: usize) -> Result<(u32, u32), FreeErrorKind> {
         // SAFETY: per the caller; only bitmaps are read.
         unsafe {
-            let v = View::of(a);
             let i = v.index_of(p).ok_or(FreeErrorKind::NotAllocated)?;
             let (w, s) = v.word(i);
             let word = (*w).load(Ordering::Relaxed);
@@ -948,6 +964,10 @@ impl Arena {
         // SAFETY: per the caller.
         unsafe {
             let mut i = *v.bins.add(bin as usize);
+            if bin < EXACT_BINS && bin < v.last_bin {
+                // An exact bin: every block is the same size, its head fits best.
+                return i;
+            }
             let mut best = i;
             let mut best_size = u32::MAX;
             let mut tries = 0;
@@ -996,10 +1016,21 @@ impl Arena {
     /// # Safety
     /// `a` is a live arena of the owner, `i` such a free block.
     pub unsafe fn alloc_at(a: *mut Arena, i: u32, g: u32, align: usize) -> (u32, u32) {
+        // SAFETY: per the caller.
+        unsafe { Self::alloc_in(View::of(a), i, g, align) }
+    }
+
+    /// [`alloc_at`](Self::alloc_at) on the arena's view (read once by the
+    /// caller for the whole operation).
+    ///
+    /// # Safety
+    /// As `alloc_at`, for the view's arena.
+    #[inline(always)]
+    unsafe fn alloc_in(v: View, i: u32, g: u32, align: usize) -> (u32, u32) {
         let ag = (align >> GRANULE_SHIFT) as u32;
+        let a = v.a;
         // SAFETY: per the caller.
         unsafe {
-            let v = View::of(a);
             // (Its start bit stays: the block, or its free head, starts at
             // `i`.)
             let s = Self::remove_free(v, i, FREE);
@@ -1039,11 +1070,21 @@ impl Arena {
     /// `a` is a live arena of the owner; `i` starts a held block of `g`
     /// granules.
     pub unsafe fn free(a: *mut Arena, i: u32, g: u32) {
+        // SAFETY: per the caller.
+        unsafe { Self::free_in(View::of(a), i, g) }
+    }
+
+    /// [`free`](Self::free) on the arena's view (read once by the caller
+    /// for the whole operation).
+    ///
+    /// # Safety
+    /// As `free`, for the view's arena.
+    #[inline(always)]
+    unsafe fn free_in(v: View, i: u32, g: u32) {
         // SAFETY: per the caller; neighbours are found through the bitmaps.
         unsafe {
-            let v = View::of(a);
             Self::clear_size(v, i, g);
-            (*a).held -= g;
+            (*v.a).held -= g;
             let (mut i, mut g) = (i, g);
             let n = i + g;
             if n < v.granules && v.is_free(n) {
@@ -1213,7 +1254,6 @@ impl<P: PageSource> Heap<P> {
     /// medium slab: the best fit over the existing ones (`best_fit`), else
     /// a new one carved from free units, else one in a new SuperSlab. Null
     /// when none can be had (nothing changed).
-    #[cold]
     pub(crate) fn alloc_medium(&mut self, size: usize, align: usize, zero: bool) -> *mut u8 {
         let Some(g) = granules_of(size) else {
             return ptr::null_mut();
@@ -1221,17 +1261,34 @@ impl<P: PageSource> Heap<P> {
         let Some(want) = Arena::want(g, align) else {
             return ptr::null_mut();
         };
-        for pass in 0..2 {
-            // SAFETY: the medium list holds medium slabs of live owned
-            // SuperSlabs; `best_fit` returns a free block of one.
-            unsafe {
-                if let Some((s, i)) = self.best_fit(want) {
-                    return self.take_medium_at(s, i, g, size, align, zero);
-                }
+        // SAFETY: the medium list holds medium slabs of live owned
+        // SuperSlabs; `best_fit` returns a free block of one.
+        unsafe {
+            if let Some(fit) = self.best_fit(want) {
+                return self.take_medium_at(fit, g, size, align, zero);
             }
-            // Blocks freed by other threads may make room.
-            if pass == 1 || self.collect() == 0 {
-                break;
+        }
+        self.alloc_medium_slow(g, want, size, align, zero)
+    }
+
+    /// No medium slab has a free block for `want` granules: blocks other
+    /// threads freed, else a new medium slab.
+    #[cold]
+    fn alloc_medium_slow(
+        &mut self,
+        g: u32,
+        want: u32,
+        size: usize,
+        align: usize,
+        zero: bool,
+    ) -> *mut u8 {
+        // Blocks freed by other threads may make room.
+        if self.collect() != 0 {
+            // SAFETY: as in `alloc_medium`.
+            unsafe {
+                if let Some(fit) = self.best_fit(want) {
+                    return self.take_medium_at(fit, g, size, align, zero);
+                }
             }
         }
         let extra = if align > GRANULE {
@@ -1292,7 +1349,8 @@ impl<P: PageSource> Heap<P> {
     ///
     /// # Safety
     /// The medium list is the heap's.
-    unsafe fn best_fit(&mut self, want: u32) -> Option<(*mut Slab, u32)> {
+    #[inline(always)]
+    unsafe fn best_fit(&mut self, want: u32) -> Option<Fit> {
         let own = bin_of(want);
         let up = bin_up(want);
         // SAFETY: indexed slabs are medium slabs of live owned SuperSlabs.
@@ -1306,7 +1364,7 @@ impl<P: PageSource> Heap<P> {
                     let s = self.medium.slabs[k];
                     let v = View::of(arena_of(self.superslab_of(s.cast()), s));
                     if let Some(i) = Arena::find_own(v, want) {
-                        return Some((s, i));
+                        return Some((s, v, i));
                     }
                 }
             }
@@ -1314,7 +1372,7 @@ impl<P: PageSource> Heap<P> {
                 let k = self.medium.bins[bin as usize].trailing_zeros() as usize;
                 let s = self.medium.slabs[k];
                 let v = View::of(arena_of(self.superslab_of(s.cast()), s));
-                return Some((s, Arena::best_of_bin(v, bin, BEST_SCAN)));
+                return Some((s, v, Arena::best_of_bin(v, bin, BEST_SCAN)));
             }
             if self.medium.overflow == 0 {
                 return None;
@@ -1323,9 +1381,9 @@ impl<P: PageSource> Heap<P> {
             let mut s = self.partial[MEDIUM_CLASS as usize];
             while !s.is_null() {
                 if (*s).inv == NOT_INDEXED {
-                    let ss = self.superslab_of(s.cast());
-                    if let Some((i, _)) = Arena::find(arena_of(ss, s), want) {
-                        return Some((s, i));
+                    let a = arena_of(self.superslab_of(s.cast()), s);
+                    if let Some((i, _)) = Arena::find(a, want) {
+                        return Some((s, View::of(a), i));
                     }
                 }
                 s = (*s).next;
@@ -1348,14 +1406,40 @@ impl<P: PageSource> Heap<P> {
     ) -> R {
         // SAFETY: per the caller.
         unsafe {
-            let a = arena_of(self.superslab_of(s.cast()), s);
-            let old = (*a).mask;
-            let r = f(a);
+            let v = View::of(arena_of(self.superslab_of(s.cast()), s));
+            self.with_view(s, v, |v| f(v.a))
+        }
+    }
+
+    /// Runs `f` on `v`, the view of medium slab `s`'s arena, and brings the
+    /// index up to date with its bins.
+    ///
+    /// # Safety
+    /// As [`with_arena`](Self::with_arena); `v` is the view of `s`'s arena.
+    #[inline(always)]
+    unsafe fn with_view<R>(&mut self, s: *mut Slab, v: View, f: impl FnOnce(View) -> R) -> R {
+        // SAFETY: per the caller.
+        unsafe {
+            let old = (*v.a).mask;
+            let r = f(v);
+            self.sync_index(s, v.a, old);
+            r
+        }
+    }
+
+    /// Brings the index up to date with the bins of medium slab `s`'s
+    /// arena `a`, which were `old` before the operation.
+    ///
+    /// # Safety
+    /// `s` is a medium slab of a live owned SuperSlab, `a` its arena.
+    #[inline(always)]
+    unsafe fn sync_index(&mut self, s: *mut Slab, a: *const Arena, old: [u64; 2]) {
+        // SAFETY: per the caller.
+        unsafe {
             let k = (*s).inv;
             if k != NOT_INDEXED && (*a).mask != old {
                 self.medium.sync(k as usize, old, (*a).mask);
             }
-            r
         }
     }
 
@@ -1440,24 +1524,25 @@ impl<P: PageSource> Heap<P> {
     /// found it), counting the block.
     ///
     /// # Safety
-    /// `s` is a medium slab of a live owned SuperSlab, `i` a free block of
-    /// its arena that `Arena::find` returned for these `g` and `align`.
+    /// `s` is a medium slab of a live owned SuperSlab, `v` its arena's view,
+    /// `i` a free block of its arena that `Arena::find` returned for these
+    /// `g` and `align`.
+    #[inline(always)]
     unsafe fn take_medium_at(
         &mut self,
-        s: *mut Slab,
-        i: u32,
+        (s, v, i): Fit,
         g: u32,
         size: usize,
         align: usize,
         zero: bool,
     ) -> *mut u8 {
-        let ss = self.superslab_of(s.cast());
         // SAFETY: per the caller.
         unsafe {
-            let a = arena_of(ss, s);
-            let (j, _) = self.with_arena(s, |a| Arena::alloc_at(a, i, g, align));
+            let old = (*v.a).mask;
+            let (j, _) = Arena::alloc_in(v, i, g, align);
+            self.sync_index(s, v.a, old);
             self.count_alloc(s);
-            let p = Arena::granule(a, j);
+            let p = v.granule(j);
             if zero {
                 ptr::write_bytes(p, 0, size);
             }
@@ -1599,13 +1684,46 @@ impl<P: PageSource> Heap<P> {
             if (*slab).class != MEDIUM_CLASS {
                 return Err(err(kind));
             }
-            let a = arena_of(ss, slab);
-            let (i, g) = Arena::held_block(a, p).map_err(err)?;
-            self.with_arena(slab, |a| Arena::free(a, i, g));
+            let v = View::of(arena_of(ss, slab));
+            let (i, g) = Arena::held_in(v, p).map_err(err)?;
+            self.free_held(slab, v, i, g);
+        }
+        Ok(())
+    }
+
+    /// Frees the held block at granule `i` (`g` granules) of medium slab
+    /// `slab` of `ss`, which this heap owns (`realloc` found it with
+    /// `Arena::held_block` before it moved the block).
+    ///
+    /// # Safety
+    /// `slab` is a medium slab of the live SuperSlab `ss`, owned by this
+    /// heap, and `i` starts a held block of `g` granules of its arena.
+    pub(crate) unsafe fn free_medium_at(
+        &mut self,
+        ss: *mut SuperSlab,
+        slab: *mut Slab,
+        i: u32,
+        g: u32,
+    ) {
+        // SAFETY: per the caller.
+        unsafe { self.free_held(slab, View::of(arena_of(ss, slab)), i, g) }
+    }
+
+    /// Frees held block `i` (`g` granules) of the arena `v` of medium slab
+    /// `slab` and counts it.
+    ///
+    /// # Safety
+    /// As [`free_medium_at`](Self::free_medium_at); `v` is `slab`'s arena.
+    #[inline(always)]
+    unsafe fn free_held(&mut self, slab: *mut Slab, v: View, i: u32, g: u32) {
+        // SAFETY: per the caller.
+        unsafe {
+            let old = (*v.a).mask;
+            Arena::free_in(v, i, g);
+            self.sync_index(slab, v.a, old);
             // Last: counting may empty the SuperSlab and release it.
             self.count_free(slab, 1);
         }
-        Ok(())
     }
 
     /// Takes the remote list `head` of medium slab `slab` back into its
