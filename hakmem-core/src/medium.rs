@@ -258,7 +258,7 @@ const _: () = assert!(
 
 /// Bin of a block of `g >= 1` granules.
 #[inline]
-fn bin_of(g: u32) -> u32 {
+const fn bin_of(g: u32) -> u32 {
     if g < 8 {
         g
     } else {
@@ -1107,11 +1107,12 @@ impl Arena {
     /// block. Returns the block's new granules, or `None` (nothing changed).
     ///
     /// # Safety
-    /// As [`free`](Self::free).
-    pub unsafe fn resize(a: *mut Arena, i: u32, g: u32, want: u32) -> Option<u32> {
+    /// As [`free`](Self::free), for the view's arena.
+    #[inline(always)]
+    unsafe fn resize_in(v: View, i: u32, g: u32, want: u32) -> Option<u32> {
+        let a = v.a;
         // SAFETY: per the caller.
         unsafe {
-            let v = View::of(a);
             let n = i + g;
             let next_free = n < v.granules && v.is_free(n);
             let room = if next_free {
@@ -1762,7 +1763,7 @@ impl<P: PageSource> Heap<P> {
     }
 
     /// Resizes a held medium block of this heap in place (see
-    /// [`Arena::resize`]); `false` (nothing changed) if it cannot, or another
+    /// [`Arena::resize_in`]); `false` (nothing changed) if it cannot, or another
     /// heap owns it.
     ///
     /// # Safety
@@ -1784,8 +1785,11 @@ impl<P: PageSource> Heap<P> {
             let Some(want) = granules_of(new_size) else {
                 return false;
             };
-            self.with_arena(slab, |a| Arena::resize(a, i, g, want))
-                .is_some()
+            let v = View::of(arena_of(ss, slab));
+            let old = (*v.a).mask;
+            let r = Arena::resize_in(v, i, g, want);
+            self.sync_index(slab, v.a, old);
+            r.is_some()
         }
     }
 }
