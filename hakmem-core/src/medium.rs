@@ -563,6 +563,7 @@ impl Arena {
     ///
     /// # Safety
     /// `i < granules`.
+    #[inline(never)]
     unsafe fn next_start(v: View, i: u32) -> u32 {
         // SAFETY: per the caller; words below `words` only.
         unsafe {
@@ -711,6 +712,7 @@ impl Arena {
     ///
     /// # Safety
     /// `i` starts a held block.
+    #[inline(always)]
     unsafe fn granules_at(v: View, i: u32) -> u32 {
         // SAFETY: per the caller: a held block has two granules or more, so
         // `i + 1` is inside it, and one with its size stored is long enough
@@ -757,6 +759,7 @@ impl Arena {
     ///
     /// # Safety
     /// The bits lie inside the bitmap.
+    #[inline(always)]
     unsafe fn read_bits(v: View, pos: u32, len: u32) -> u64 {
         if BITS == 64 {
             // One or two words, no loop.
