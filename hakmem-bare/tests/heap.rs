@@ -697,3 +697,50 @@ fn large_realloc_grows_and_shrinks_in_place() {
     drop(h);
     arena.check_guards();
 }
+
+/// `Config::for_heap` (every request medium, as the bare benchmarks run
+/// it): a realloc that cannot grow in place moves the block and frees the
+/// old one by what it found there — the old pointer is then refused as a
+/// double free, its granules serve the next request of its size, and the
+/// figures stay exact. (The hardened build serves no medium block.)
+#[cfg(not(feature = "hardened"))]
+#[test]
+fn for_heap_moving_realloc_frees_the_old_block() {
+    let arena = Arena::aligned(64 * KIB, 64 * KIB);
+    // SAFETY: the arena is used by nothing else and outlives the heap.
+    let mut h = unsafe {
+        LocalHeap::with_region(
+            arena.start(),
+            arena.len(),
+            hakmem_bare::Config::for_heap(64 * KIB),
+        )
+    }
+    .unwrap();
+    let l = layout(100, 8);
+    let a = h.alloc(l);
+    // Right after `a`: `a` cannot grow in place.
+    let b = h.alloc(l);
+    assert!(!a.is_null() && !b.is_null());
+    assert_eq!(b as usize - a as usize, 112, "medium blocks, packed");
+    // SAFETY: `a` and `b` are live blocks of `l`; each is freed once
+    // (`a` by the realloc that moves it).
+    unsafe {
+        a.write_bytes(7, 100);
+        let m = h.realloc(a, l, 1000);
+        assert!(!m.is_null() && m != a, "moved");
+        assert!(std::slice::from_raw_parts(m, 100).iter().all(|&x| x == 7));
+        h.core().check().unwrap();
+        assert_eq!(h.stats().heap.held_blocks, 2);
+        let e = h.try_dealloc(a, l).unwrap_err();
+        assert_eq!(e.kind, FreeErrorKind::DoubleFree);
+        let c = h.alloc(l);
+        assert_eq!(c, a, "the old block's granules serve the next request");
+        h.core().check().unwrap();
+        for (p, l) in [(m, layout(1000, 8)), (b, l), (c, l)] {
+            h.dealloc(p, l);
+        }
+    }
+    h.core().check().unwrap();
+    let s = h.stats();
+    assert_eq!((s.heap.held_blocks, s.live_bytes), (0, 0));
+}
