@@ -559,14 +559,17 @@ impl Arena {
         unsafe { View::of(a) }.index_of(p)
     }
 
-    /// The first start bit after granule `i`, or `granules`.
+    /// The first start bit after granule `i`, or `granules`. Out of line,
+    /// it takes the arena, not a view: the hot callers keep their view in
+    /// registers.
     ///
     /// # Safety
-    /// `i < granules`.
+    /// `a` is a live arena, `i < granules`.
     #[inline(never)]
-    unsafe fn next_start(v: View, i: u32) -> u32 {
+    unsafe fn next_start(a: *const Arena, i: u32) -> u32 {
         // SAFETY: per the caller; words below `words` only.
         unsafe {
+            let v = View::of(a);
             let n = 2 * v.granules as usize;
             let mut j = 2 * (i as usize + 1);
             while j < n {
@@ -639,18 +642,19 @@ impl Arena {
         }
         // SAFETY: per the caller. Inside a block: held (an interior
         // pointer) or free.
-        unsafe { Self::inside_block(v, i) }
+        unsafe { Self::inside_block(v.a, i) }
     }
 
     /// What a granule that starts no block is: inside a free block or a
     /// held one.
     ///
     /// # Safety
-    /// `i < granules`.
+    /// `a` is a live arena, `i < granules`.
     #[cold]
-    unsafe fn inside_block(v: View, i: u32) -> Result<u32, FreeErrorKind> {
+    unsafe fn inside_block(a: *const Arena, i: u32) -> Result<u32, FreeErrorKind> {
         // SAFETY: per the caller.
         unsafe {
+            let v = View::of(a);
             if v.is_free(Self::prev_start(v, i)) {
                 Err(FreeErrorKind::NotAllocated)
             } else {
@@ -722,7 +726,7 @@ impl Arena {
                 let x = compact(Self::read_bits(v, 2 * (i + 1), SIZE_SPAN) >> 1);
                 return (x >> 1) as u32;
             }
-            Self::next_start(v, i) - i
+            Self::next_start(v.a, i) - i
         }
     }
 
@@ -1168,7 +1172,7 @@ impl Arena {
             let mut i = 0;
             let mut prev_free = false;
             while i < n {
-                let e = Self::next_start(v, i);
+                let e = Self::next_start(v.a, i);
                 let g = e - i;
                 if g < MIN_GRANULES {
                     return Err("medium block of at least two granules");
