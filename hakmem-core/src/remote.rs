@@ -33,6 +33,8 @@
 //!   owner took the blocks);
 //! - a batched block is counted in `used` and `remote_count`, and its slab
 //!   stays assigned until the batch is pushed;
+//! - a slab's remote list is exactly as long as its word's count
+//!   ([`RemoteList`]; `Heap::check` walks it);
 //! - after a successful push the pusher touches neither block, slab nor
 //!   SuperSlab.
 
@@ -125,12 +127,19 @@ impl Outgoing {
 ///
 /// Invariants: the chain from the head is exactly `length` blocks long,
 /// ends in null, and only grows at the front; offsets and lengths fit 32
-/// bits (a SuperSlab is at most 2^23 bytes, `Config` checks).
+/// bits (a SuperSlab is at most 2^`MAX_SUPERSLAB_SHIFT` bytes, asserted
+/// below).
 #[repr(transparent)]
 pub(crate) struct RemoteList(Word);
 
 #[cfg(target_has_atomic = "64")]
 type Word = AtomicU64;
+
+// Offsets inside a SuperSlab, and so block counts, fit the word's halves.
+const _: () = assert!(
+    crate::config::MAX_SUPERSLAB_SHIFT <= 32,
+    "a remote list word holds a 32-bit offset and a 32-bit count"
+);
 #[cfg(not(target_has_atomic = "64"))]
 type Word = core::sync::atomic::AtomicPtr<Block>;
 
