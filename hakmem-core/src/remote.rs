@@ -517,7 +517,8 @@ impl<P: PageSource> Heap<P> {
     /// releasing what became empty; first hands this heap's own batches to
     /// their owners. Returns how many blocks it took. Work: one look at
     /// each owned SuperSlab and large block, one look per slab of a
-    /// SuperSlab with pending frees, plus one step per collected block.
+    /// SuperSlab with pending frees, plus at most two steps per collected
+    /// block (its list, or as many blocks of the free list it joins).
     pub fn collect(&mut self) -> usize {
         self.collect_pending(false)
     }
