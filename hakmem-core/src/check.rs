@@ -144,7 +144,7 @@ impl<P: PageSource> Heap<P> {
                         "used + free list length == carved",
                         slab as usize,
                     )?;
-                    let mut r = s.remote.load(Ordering::Acquire);
+                    let (mut r, listed) = s.remote.peek(ss);
                     let mut on_remote = 0u32;
                     while !r.is_null() {
                         let off = r as usize - at;
@@ -162,6 +162,11 @@ impl<P: PageSource> Heap<P> {
                         )?;
                         r = (*r).next;
                     }
+                    ensure(
+                        on_remote == listed,
+                        "remote list as long as its count",
+                        slab as usize,
+                    )?;
                     ensure(
                         (s.flags & PINNED != 0) == (self.partial[c] == slab),
                         "pinned iff its class's current slab",
@@ -306,7 +311,7 @@ impl<P: PageSource> Heap<P> {
             let a = arena_of(ss, slab);
             let (held, _, _) = Arena::check(a).map_err(|what| CheckError { what, at })?;
             ensure(held == s.used, "medium held blocks == used", at)?;
-            let mut r = s.remote.load(Ordering::Acquire);
+            let (mut r, listed) = s.remote.peek(ss);
             let mut on_remote = 0u32;
             while !r.is_null() {
                 ensure(
@@ -324,6 +329,7 @@ impl<P: PageSource> Heap<P> {
                 ensure(on_remote <= s.used, "remote list within used", at)?;
                 r = (*r).next;
             }
+            ensure(on_remote == listed, "remote list as long as its count", at)?;
             Ok(units)
         }
     }

@@ -56,7 +56,9 @@ use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use core::sync::atomic::{AtomicPtr, AtomicU32};
+use core::sync::atomic::AtomicU32;
+
+use crate::remote::RemoteList;
 
 use crate::error::{FreeError, FreeErrorKind};
 use crate::heap::Heap;
@@ -1648,7 +1650,7 @@ impl<P: PageSource> Heap<P> {
             slab.write(Slab {
                 free: ptr::null_mut(),
                 inv: 0,
-                remote: AtomicPtr::new(ptr::null_mut()),
+                remote: RemoteList::new(),
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 used: 0,

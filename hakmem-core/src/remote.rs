@@ -12,9 +12,15 @@
 //!
 //! The owner takes a slab's whole list with one swap (`collect_slab`): when
 //! the slab it allocates from runs dry, and in [`Heap::collect`] before it
-//! makes a new slab (or when asked). The list is spliced onto the slab's
-//! free list as it is, after its blocks' tags are checked. A pending block
-//! stays counted in its slab's `used`, so neither the slab nor the
+//! makes a new slab (or when asked). The list word carries its length
+//! ([`RemoteList`]), so the swap alone says how many blocks came back: a
+//! list taken by a slab whose free list is empty becomes that free list
+//! unwalked (each block's tag is checked when it is popped, as on every
+//! free list), one behind a free list no longer than itself is appended to
+//! its tail, and only one in front of a longer free list is walked (tags
+//! checked on the way). Before a new slab, current slabs that still have
+//! free blocks keep their lists ([`Heap::collect_for_room`]). A pending
+//! block stays counted in its slab's `used`, so neither the slab nor the
 //! SuperSlab can be released under a pusher; the exact number the
 //! application holds is `Σ used − remote_count`.
 //!
@@ -27,10 +33,14 @@
 //!   owner took the blocks);
 //! - a batched block is counted in `used` and `remote_count`, and its slab
 //!   stays assigned until the batch is pushed;
+//! - a slab's remote list is exactly as long as its word's count
+//!   ([`RemoteList`]; `Heap::check` walks it);
 //! - after a successful push the pusher touches neither block, slab nor
 //!   SuperSlab.
 
 use core::ptr;
+#[cfg(target_has_atomic = "64")]
+use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
 
 use crate::config::Geometry;
@@ -40,7 +50,7 @@ use crate::large::{LargeBlock, LARGE_FREED, LARGE_FREEING, LARGE_LIVE};
 use crate::locate::{self, Found};
 use crate::medium::MEDIUM_CLASS;
 use crate::page_source::PageSource;
-use crate::slab::{corrupted, free_tag, Block, Slab, IN_PARTIAL, NO_CLASS};
+use crate::slab::{corrupted, free_tag, Block, Slab, IN_PARTIAL, NO_CLASS, PINNED};
 use crate::superslab::SuperSlab;
 
 /// Batches per heap (direct-mapped by slab address).
@@ -103,6 +113,259 @@ impl Outgoing {
     };
 }
 
+/// A slab's list of blocks freed by other threads: a lock-free stack that
+/// any thread pushes chains onto and the owner takes whole, which knows its
+/// own length. With 64-bit atomics it is one word, `(length << 32) |
+/// offset of the head from the SuperSlab base` (0: empty; offset 0 is the
+/// header, never a block): a push adds its chain's length in the same
+/// compare-and-swap that links it, so the owner learns how many blocks it
+/// took from the swap alone and need not walk the list to count it (the
+/// walk was one cache miss per block, each block just written by the
+/// freeing core, a quarter of the producer's time in a producer/consumer
+/// ring). Without 64-bit atomics the word is the head pointer and the owner
+/// counts by walking.
+///
+/// Invariants: the chain from the head is exactly `length` blocks long,
+/// ends in null, and only grows at the front; offsets and lengths fit 32
+/// bits (a SuperSlab is at most 2^`MAX_SUPERSLAB_SHIFT` bytes, asserted
+/// below).
+#[repr(transparent)]
+pub(crate) struct RemoteList(Word);
+
+#[cfg(target_has_atomic = "64")]
+type Word = AtomicU64;
+
+// Offsets inside a SuperSlab, and so block counts, fit the word's halves.
+const _: () = assert!(
+    crate::config::MAX_SUPERSLAB_SHIFT <= 32,
+    "a remote list word holds a 32-bit offset and a 32-bit count"
+);
+#[cfg(not(target_has_atomic = "64"))]
+type Word = core::sync::atomic::AtomicPtr<Block>;
+
+impl RemoteList {
+    /// An empty list.
+    pub const fn new() -> Self {
+        #[cfg(target_has_atomic = "64")]
+        return RemoteList(AtomicU64::new(0));
+        #[cfg(not(target_has_atomic = "64"))]
+        RemoteList(core::sync::atomic::AtomicPtr::new(ptr::null_mut()))
+    }
+
+    /// Whether the list is empty (a relaxed load: a hint unless the caller
+    /// orders it otherwise).
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        #[cfg(target_has_atomic = "64")]
+        return self.0.load(Ordering::Relaxed) == 0;
+        #[cfg(not(target_has_atomic = "64"))]
+        self.0.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Links the chain `head ..= tail` of `n` blocks in front of the list
+    /// with one compare-and-swap (Release: the chain's links are visible to
+    /// whoever takes it).
+    ///
+    /// # Safety
+    /// The list is a slab record's in the live SuperSlab `ss`; the chain is
+    /// `n` marked, counted blocks of that slab, linked through `next`, and
+    /// `tail` ends it; nothing else links them.
+    #[inline]
+    unsafe fn push(&self, ss: *mut SuperSlab, head: *mut Block, tail: *mut Block, n: u32) {
+        // SAFETY: per the caller; after the CAS we touch nothing.
+        unsafe {
+            #[cfg(target_has_atomic = "64")]
+            {
+                let add = ((n as u64) << 32) | (head as usize - ss as usize) as u64;
+                let mut top = self.0.load(Ordering::Relaxed);
+                loop {
+                    (*tail).next = decode(ss, top).0;
+                    let new = (top & !0xffff_ffff) + add;
+                    match self.0.compare_exchange_weak(
+                        top,
+                        new,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return,
+                        Err(t) => top = t,
+                    }
+                }
+            }
+            #[cfg(not(target_has_atomic = "64"))]
+            {
+                let _ = (ss, n);
+                let mut top = self.0.load(Ordering::Relaxed);
+                loop {
+                    (*tail).next = top;
+                    match self.0.compare_exchange_weak(
+                        top,
+                        head,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return,
+                        Err(t) => top = t,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the whole list: its head (null when empty) and length.
+    ///
+    /// # Safety
+    /// The list is a slab record's in the live SuperSlab `ss`, and the
+    /// caller is its owner.
+    #[inline]
+    unsafe fn take(&self, ss: *mut SuperSlab) -> (*mut Block, u32) {
+        #[cfg(target_has_atomic = "64")]
+        {
+            // SAFETY: per the caller.
+            unsafe { decode(ss, self.0.swap(0, Ordering::Acquire)) }
+        }
+        #[cfg(not(target_has_atomic = "64"))]
+        {
+            let _ = ss;
+            let head = self.0.swap(ptr::null_mut(), Ordering::Acquire);
+            // SAFETY: the swap made the chain ours; each tag is checked
+            // before its link is followed.
+            (head, unsafe { chain_len(head) })
+        }
+    }
+
+    /// The list as it is now, head and length, left in place (for checks).
+    ///
+    /// # Safety
+    /// As [`take`](Self::take), or a caller that only reads the chain.
+    pub unsafe fn peek(&self, ss: *mut SuperSlab) -> (*mut Block, u32) {
+        #[cfg(target_has_atomic = "64")]
+        {
+            // SAFETY: per the caller.
+            unsafe { decode(ss, self.0.load(Ordering::Acquire)) }
+        }
+        #[cfg(not(target_has_atomic = "64"))]
+        {
+            let _ = ss;
+            let head = self.0.load(Ordering::Acquire);
+            let mut n = 0;
+            let mut b = head;
+            while !b.is_null() {
+                n += 1;
+                // SAFETY: pushed chains are only prepended to.
+                b = unsafe { (*b).next };
+            }
+            (head, n)
+        }
+    }
+}
+
+/// A packed list word as head pointer (derived from `ss`, so it keeps the
+/// SuperSlab's provenance) and length.
+///
+/// # Safety
+/// `w` is a [`RemoteList`] word of a slab of the live SuperSlab `ss`.
+#[cfg(target_has_atomic = "64")]
+#[inline(always)]
+unsafe fn decode(ss: *mut SuperSlab, w: u64) -> (*mut Block, u32) {
+    let off = (w & 0xffff_ffff) as usize;
+    let head = if off == 0 {
+        ptr::null_mut()
+    } else {
+        // SAFETY: a nonzero offset is a block's inside `ss` (invariants).
+        unsafe { ss.cast::<u8>().add(off).cast::<Block>() }
+    };
+    (head, (w >> 32) as u32)
+}
+
+/// Walks a taken chain, checking each block's free tag before following its
+/// link (a block written after it was freed stops the program); returns
+/// its length and last block.
+///
+/// # Safety
+/// `head` is a taken remote chain (null or marked blocks linked by `next`).
+unsafe fn chain_walk(head: *mut Block) -> (u32, *mut Block) {
+    let mut n = 0;
+    let mut tail = ptr::null_mut();
+    let mut b = head;
+    // SAFETY: per the caller; the tag vouches for the link beside it.
+    unsafe {
+        while !b.is_null() {
+            if (*b).tag != free_tag(b.cast()) {
+                corrupted(b.cast());
+            }
+            n += 1;
+            tail = b;
+            b = (*b).next;
+        }
+    }
+    (n, tail)
+}
+
+/// Puts the taken chain `head` of `n` blocks in front of `slab`'s free list,
+/// walking it to find its tail: each tag is checked (and, hardened, each
+/// block's canaries, and the block poisoned) before its link is followed,
+/// and a chain whose length is not `n` stops the program.
+///
+/// # Safety
+/// `slab` is an assigned small slab of the live owned SuperSlab `ss`, and
+/// `head` the non-empty chain just taken from its remote list.
+unsafe fn splice_walked(ss: *mut SuperSlab, slab: *mut Slab, head: *mut Block, n: u32) {
+    let _ = ss;
+    // SAFETY: per the caller.
+    unsafe {
+        let (k, tail) = chain_walk(head);
+        #[cfg(feature = "hardened")]
+        {
+            let mut b = head;
+            while !b.is_null() {
+                crate::hardened::check_collected(ss, slab, b.cast());
+                b = (*b).next;
+            }
+        }
+        if k != n {
+            corrupted(head.cast());
+        }
+        (*tail).next = (*slab).free;
+        (*slab).free = head;
+    }
+}
+
+/// The last block of `slab`'s free list if the list (not empty) is at
+/// most `limit` blocks long, else `None`; each block's tag is checked before
+/// its link is followed.
+///
+/// # Safety
+/// `slab` is an assigned slab of a live owned SuperSlab, with a non-empty
+/// free list.
+unsafe fn free_list_tail(slab: *mut Slab, limit: u32) -> Option<*mut Block> {
+    // SAFETY: per the caller; the tag vouches for the link beside it.
+    unsafe {
+        let mut b = (*slab).free;
+        for _ in 0..limit {
+            if (*b).tag != free_tag(b.cast()) {
+                corrupted(b.cast());
+            }
+            let next = (*b).next;
+            if next.is_null() {
+                return Some(b);
+            }
+            b = next;
+        }
+    }
+    None
+}
+
+/// The length of a taken chain (see [`chain_walk`]).
+///
+/// # Safety
+/// As [`chain_walk`].
+#[cfg(not(target_has_atomic = "64"))]
+unsafe fn chain_len(head: *mut Block) -> u32 {
+    // SAFETY: per the caller.
+    unsafe { chain_walk(head).0 }
+}
+
 /// Frees a block on behalf of a thread that does not own it (or has no
 /// heap at all): the block goes to its owner's remote list at once. `geo`
 /// must be the owning heap's geometry.
@@ -128,7 +391,7 @@ pub unsafe fn free_remote<P: PageSource>(
         Ok(Found::Small { ss, slab }) => unsafe {
             mark_freed(ss, slab, ptr, geo.units)?;
             let b = ptr.cast::<Block>();
-            push(slab, b, b);
+            (*slab).remote.push(ss, b, b, 1);
             Ok(())
         },
         // SAFETY: `locate` found a live large block.
@@ -182,32 +445,6 @@ unsafe fn mark_freed(
     Ok(())
 }
 
-/// Pushes the chain `head ..= tail` (linked through `next`) onto `slab`'s
-/// remote list with one compare-and-swap.
-///
-/// # Safety
-/// The blocks are marked freed and counted (`mark_freed`) blocks of `slab`,
-/// an assigned slab of a live SuperSlab; `tail` ends the chain.
-unsafe fn push(slab: *mut Slab, head: *mut Block, tail: *mut Block) {
-    // SAFETY: per the caller; the slab stays assigned while its blocks are
-    // counted used, and after the CAS we touch nothing.
-    unsafe {
-        let mut top = (*slab).remote.load(Ordering::Relaxed);
-        loop {
-            (*tail).next = top;
-            match (*slab).remote.compare_exchange_weak(
-                top,
-                head,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(t) => top = t,
-            }
-        }
-    }
-}
-
 impl<P: PageSource> Heap<P> {
     /// Frees a block of another heap's SuperSlab: marks and counts it, then
     /// batches it for its slab.
@@ -254,8 +491,14 @@ impl<P: PageSource> Heap<P> {
     fn push_batch(&mut self, i: usize) {
         let batch = core::mem::replace(&mut self.outgoing.batches[i], Batch::EMPTY);
         if batch.n != 0 {
-            // SAFETY: a batch holds marked, counted blocks of its slab.
-            unsafe { push(batch.slab, batch.head, batch.tail) };
+            let ss = self.superslab_of(batch.slab.cast());
+            // SAFETY: a batch holds `n` marked, counted blocks of its slab,
+            // an assigned slab of the live SuperSlab `ss`.
+            unsafe {
+                (*batch.slab)
+                    .remote
+                    .push(ss, batch.head, batch.tail, batch.n)
+            };
             self.outgoing.blocks -= batch.n as usize;
         }
     }
@@ -274,8 +517,28 @@ impl<P: PageSource> Heap<P> {
     /// releasing what became empty; first hands this heap's own batches to
     /// their owners. Returns how many blocks it took. Work: one look at
     /// each owned SuperSlab and large block, one look per slab of a
-    /// SuperSlab with pending frees, plus one step per collected block.
+    /// SuperSlab with pending frees, plus at most two steps per collected
+    /// block (its list, or as many blocks of the free list it joins).
     pub fn collect(&mut self) -> usize {
+        self.collect_pending(false)
+    }
+
+    /// [`collect`](Self::collect) before a new slab is made: the same,
+    /// except that a current slab that has free blocks keeps its remote
+    /// list unless taking it would empty the slab. Such a slab is pinned
+    /// (counted live whatever it holds, `account.rs`), so taking its list
+    /// would release nothing and give no other class room, only walk blocks
+    /// the freeing core just wrote (in a producer/consumer ring, the list
+    /// that became the free list at the last collection, not yet popped,
+    /// in every class the producer uses); it takes the list itself when it
+    /// runs dry, and [`Heap::flush`] takes every list.
+    pub(crate) fn collect_for_room(&mut self) -> usize {
+        self.collect_pending(true)
+    }
+
+    /// [`collect`](Self::collect); `room_only` as in
+    /// [`collect_for_room`](Self::collect_for_room).
+    fn collect_pending(&mut self, room_only: bool) -> usize {
         self.push_outgoing();
         let mut n = 0;
         let mut ss = self.superslabs;
@@ -285,7 +548,7 @@ impl<P: PageSource> Heap<P> {
             unsafe {
                 let next = (*ss).next;
                 if (*ss).remote_count.load(Ordering::Relaxed) != 0 {
-                    n += self.collect_superslab(ss);
+                    n += self.collect_superslab(ss, room_only);
                 }
                 ss = next;
             }
@@ -295,7 +558,7 @@ impl<P: PageSource> Heap<P> {
 
     /// # Safety
     /// `ss` is a live owned SuperSlab.
-    unsafe fn collect_superslab(&mut self, ss: *mut SuperSlab) -> usize {
+    unsafe fn collect_superslab(&mut self, ss: *mut SuperSlab, room_only: bool) -> usize {
         let mut n = 0;
         let mut u = 0usize;
         // SAFETY: per the caller; unit records are valid. Once the SuperSlab
@@ -308,6 +571,13 @@ impl<P: PageSource> Heap<P> {
                     continue;
                 }
                 u += (*slab).span as usize;
+                if room_only
+                    && (*slab).flags & PINNED != 0
+                    && !(*slab).free.is_null()
+                    && (*slab).remote.peek(ss).1 != (*slab).used
+                {
+                    continue;
+                }
                 let (k, emptied) = self.collect_slab(ss, slab);
                 n += k as usize;
                 if emptied {
@@ -335,36 +605,36 @@ impl<P: PageSource> Heap<P> {
         unsafe {
             // A plain load first: most slabs have nothing pending, and a
             // swap would take the line exclusive for nothing.
-            if (*slab).remote.load(Ordering::Relaxed).is_null() {
+            if (*slab).remote.is_empty() {
                 return (0, false);
             }
-            let head = (*slab).remote.swap(ptr::null_mut(), Ordering::Acquire);
+            let (head, n) = (*slab).remote.take(ss);
+            if head.is_null() {
+                return (0, false);
+            }
             if (*slab).class == MEDIUM_CLASS {
-                let n = self.collect_medium(ss, slab, head);
-                (*ss).remote_count.fetch_sub(n as usize, Ordering::Release);
-                let emptied = (*slab).used == n && (*ss).live == 1;
-                self.count_free(slab, n);
-                return (n, emptied);
-            }
-            let mut n = 1;
-            let mut tail = head;
-            loop {
-                if (*tail).tag != free_tag(tail.cast()) {
-                    corrupted(tail.cast());
+                let k = self.collect_medium(ss, slab, head);
+                if k != n {
+                    corrupted(head.cast());
                 }
-                #[cfg(feature = "hardened")]
-                crate::hardened::check_collected(ss, slab, tail.cast());
-                let next = (*tail).next;
-                if next.is_null() {
-                    break;
-                }
-                tail = next;
-                n += 1;
+            } else if cfg!(feature = "hardened") {
+                // Every collected block's canaries are checked (and the
+                // block poisoned): the walk is the check.
+                splice_walked(ss, slab, head, n);
+            } else if (*slab).free.is_null() {
+                // The list becomes the free list as it is: no walk. Each
+                // block's tag is checked when it is popped (`take_free`),
+                // before its link is followed, as on every free list.
+                (*slab).free = head;
+            } else if let Some(t) = free_list_tail(slab, n) {
+                // A local free list no longer than the chain (the owner's
+                // own, warm blocks): the chain goes behind it, unwalked.
+                (*t).next = head;
+            } else {
+                splice_walked(ss, slab, head, n);
             }
-            (*tail).next = (*slab).free;
-            (*slab).free = head;
             (*ss).remote_count.fetch_sub(n as usize, Ordering::Release);
-            if (*slab).flags & IN_PARTIAL == 0 {
+            if (*slab).class != MEDIUM_CLASS && (*slab).flags & IN_PARTIAL == 0 {
                 self.link_partial_tail(slab);
             }
             let emptied = (*slab).used == n && (*ss).live == 1;

@@ -28,12 +28,13 @@
 //!   is not `PINNED`.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::error::{fault, FaultKind};
 use crate::heap::Heap;
 use crate::medium::MEDIUM_CLASS;
 use crate::page_source::PageSource;
+use crate::remote::RemoteList;
 use crate::size_class::{class_size, natural_align};
 use crate::superslab::{find_run, run_mask, SuperSlab};
 
@@ -90,7 +91,7 @@ pub(crate) struct Slab {
     pub inv: u64,
     /// Blocks freed by other threads, not yet collected (a lock-free stack
     /// pushed by any thread, taken whole by the owner).
-    pub remote: AtomicPtr<Block>,
+    pub remote: RemoteList,
     /// Partial-list links.
     pub next: *mut Slab,
     /// Partial-list links.
@@ -131,7 +132,7 @@ impl Slab {
         Slab {
             free: ptr::null_mut(),
             inv: 0,
-            remote: AtomicPtr::new(ptr::null_mut()),
+            remote: RemoteList::new(),
             next: ptr::null_mut(),
             prev: ptr::null_mut(),
             used: 0,
@@ -190,7 +191,7 @@ impl<P: PageSource> Heap<P> {
     pub(crate) fn new_slab_slow(&mut self, c: usize) -> *mut Slab {
         // Remote frees may have refilled this class: collect them first
         // (and hand over our own batches, so no SuperSlab waits on us).
-        self.collect();
+        self.collect_for_room();
         if !self.partial[c].is_null() {
             return self.partial[c];
         }
@@ -301,7 +302,7 @@ impl<P: PageSource> Heap<P> {
             slab.write(Slab {
                 free: ptr::null_mut(),
                 inv: reciprocal(size as u32),
-                remote: AtomicPtr::new(ptr::null_mut()),
+                remote: RemoteList::new(),
                 next: ptr::null_mut(),
                 prev: ptr::null_mut(),
                 used: 0,

@@ -534,3 +534,72 @@ fn large_block_freed_remotely_is_not_held() {
     // SAFETY: live, freed once.
     unsafe { heap.dealloc(small) }.unwrap();
 }
+
+/// The owner's collection joins a remote list to the slab's free list in
+/// three ways (`remote::collect_slab`): as the whole free list (the slab
+/// ran dry), behind a free list no longer than the list, or walked in front
+/// of a longer one. Forces each (a slab of 16 B blocks run dry by
+/// allocation, then `local` blocks freed by the owner and `remote` by
+/// another thread), and checks that the counts stay exact and that every
+/// freed block comes back exactly once.
+#[test]
+fn collected_lists_join_the_free_list_every_way() {
+    use std::collections::HashSet;
+    for (local, remote) in [(0, 5), (2, 9), (9, 2), (5, 5), (0, 1), (1, 0)] {
+        let pages = SimPages::new();
+        let mut heap = Heap::new(&pages, config(0)).unwrap();
+        let geo = *heap.geometry();
+        // Fill the first slab of the class: its free list and bump run out
+        // exactly when the next block comes from another slab.
+        let first = heap.alloc(16, 8);
+        let slab_of = |p: *mut u8| p as usize >> geo.unit_shift;
+        let mut blocks = vec![first];
+        loop {
+            let p = heap.alloc(16, 8);
+            assert!(!p.is_null());
+            if slab_of(p) != slab_of(first) {
+                // SAFETY: a live block of ours, freed once.
+                unsafe { heap.dealloc(p).unwrap() };
+                break;
+            }
+            blocks.push(p);
+        }
+        for &p in &blocks {
+            // SAFETY: a live block of at least 16 bytes.
+            unsafe { p.cast::<u64>().write(0) };
+        }
+        let (mine, rest) = blocks.split_at(local);
+        let theirs: Vec<Sent> = rest[..remote]
+            .iter()
+            .map(|&ptr| Sent { ptr, value: 0 })
+            .collect();
+        for &p in mine {
+            // SAFETY: live blocks of ours, each freed once.
+            unsafe { heap.dealloc(p).unwrap() };
+        }
+        free_from_threads(&pages, geo, &theirs);
+        let held = blocks.len() - local - remote;
+        assert_eq!(heap.stats().held_blocks, held);
+        heap.check().unwrap();
+        assert_eq!(heap.collect(), remote);
+        let s = heap.stats();
+        assert_eq!((s.held_blocks, s.pending_remote), (held, 0));
+        heap.check().unwrap();
+        // Every freed block is handed out again, once, before the heap
+        // carves anything new of the first slab.
+        let freed: HashSet<usize> = blocks[..local + remote]
+            .iter()
+            .map(|&p| p as usize)
+            .collect();
+        let mut again = HashSet::new();
+        while again.len() < freed.len() {
+            let p = heap.alloc(16, 8);
+            assert!(!p.is_null());
+            if slab_of(p) == slab_of(first) {
+                assert!(freed.contains(&(p as usize)), "{p:?} was not freed");
+                assert!(again.insert(p as usize), "{p:?} handed out twice");
+            }
+        }
+        heap.check().unwrap();
+    }
+}

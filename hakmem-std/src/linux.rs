@@ -251,7 +251,13 @@ impl LinuxPages {
 
     fn bit(&self, bits: *mut AtomicUsize, which: usize, g: usize) -> (&AtomicUsize, usize) {
         let word_bits = usize::BITS as usize;
-        let words = self.half_bytes() / size_of::<usize>();
+        // (Only the second half needs the half's size: `contains`, on every
+        // remote free, asks the first and should not call `sysconf`.)
+        let words = if which == 0 {
+            0
+        } else {
+            self.half_bytes() / size_of::<usize>()
+        };
         // SAFETY: `g < 2^(48 - shift)` (callers check addresses against
         // 2^48), so the word lies in the chosen half of the bitmap.
         let w = unsafe { &*bits.add(which * words + g / word_bits) };
