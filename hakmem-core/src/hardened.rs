@@ -486,12 +486,16 @@ pub(crate) unsafe fn poison_first_page(base: *mut u8, size: usize, page: usize) 
 /// `[base, base + size)` is a cached region poisoned by
 /// [`poison_first_page`].
 pub(crate) unsafe fn check_first_page(base: *mut u8, size: usize, page: usize) {
-    // SAFETY: per the caller.
-    let bytes = unsafe { core::slice::from_raw_parts(base.add(8), size.min(page) - 8) };
-    if let Some(i) = bytes.iter().position(|&b| b != FILL) {
+    // SAFETY: per the caller: whole words (page sizes are multiples of 8,
+    // `base` is page-aligned).
+    let words =
+        unsafe { core::slice::from_raw_parts(base.add(8).cast::<u64>(), (size.min(page) - 8) / 8) };
+    // One pass with no early exit (it vectorises); the place only on a find.
+    if words.iter().fold(0, |acc, &w| acc | (w ^ FILL_WORD)) != 0 {
+        let i = words.iter().position(|&w| w != FILL_WORD).unwrap_or(0);
         crate::error::fault(
             crate::error::FaultKind::FreeBlockOverwritten,
-            base as usize + 8 + i,
+            base as usize + 8 + 8 * i,
         );
     }
 }
