@@ -73,6 +73,10 @@ pub const LARGE_CACHE_MAX: usize = 8;
 /// purge delay, not only their number.
 pub const LARGE_CACHE_COMMITTED: usize = 32 << 20;
 
+/// The smallest large region given huge pages where the source has them
+/// (`PageSource::advise_huge`; also at least four huge pages).
+pub const LARGE_HUGE_MIN: usize = 8 << 20;
+
 /// A freed large block's region, kept for reuse.
 #[derive(Clone, Copy)]
 pub(crate) struct CachedRegion {
@@ -263,7 +267,10 @@ impl<P: PageSource> Heap<P> {
                     need
                 };
                 match self.map_large(want, need, map_align.max(page)) {
-                    Some((base, size)) => (base, size, 0, size),
+                    Some((base, size)) => {
+                        self.advise_huge_large(base, size);
+                        (base, size, 0, size)
+                    }
                     None => return ptr::null_mut(),
                 }
             }
@@ -337,6 +344,17 @@ impl<P: PageSource> Heap<P> {
             self.n.large_bytes += size;
             self.n.large_mapped += total;
             user
+        }
+    }
+
+    /// Asks for huge pages over a fresh large region of at least
+    /// [`LARGE_HUGE_MIN`] bytes, where the source has them: a block that
+    /// big is filled with a fault per huge page instead of one per page,
+    /// and at most the huge page its end lies in is committed past it.
+    fn advise_huge_large(&self, base: *mut u8, size: usize) {
+        if P::HUGE_PAGE != 0 && size >= LARGE_HUGE_MIN.max(4 * P::HUGE_PAGE) {
+            // SAFETY: the fresh region is ours and whole pages.
+            unsafe { self.source.advise_huge(NonNull::new_unchecked(base), size) };
         }
     }
 
