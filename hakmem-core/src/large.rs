@@ -33,7 +33,13 @@
 //!   own free) or FREED blocks;
 //! - a cached region holds no header (its first word is 0), is mapped, and
 //!   is counted in `Counters::large_cached`; at most `Config::large_cache`
-//!   of them.
+//!   of them;
+//! - a region's pages past `dirty` (a page multiple once cached) were never
+//!   handed out since its last decommit; the cached regions' `dirty` bytes
+//!   past a clean first page sum to at most [`LARGE_CACHE_COMMITTED`] after
+//!   each free (where the source can decommit);
+//! - hardened: a cached region is inaccessible from its `guard` to its end,
+//!   and its first page past the first word is `FILL`.
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
