@@ -40,10 +40,13 @@
 //!
 //! Large blocks carry a canary word just below the user pointer (in the
 //! header's padding) and 16 bytes of `FILL` just past the request, checked
-//! at free and `realloc`; where the page source can protect pages, a guard
-//! page follows the block, which ends as close to it as its alignment
-//! allows ([`guard_large`]); their regions are unmapped at free instead of
-//! being cached, so a write after free faults.
+//! at free and `realloc`; where the page source can protect pages, the
+//! pages past the block are a guard, the block ending as close to them as
+//! its alignment allows ([`guard_large`]). A freed block's region is cached
+//! for reuse as in the default build, its guard in place and its body past
+//! the first page closed ([`guard_freed`]), so a write after free faults
+//! until the region is reused or given back; a later request opens what it
+//! needs and closes the rest.
 //!
 //! The tail word is read and written with atomic operations: a free reads
 //! the tail word of the block below, which that block's owner may be
@@ -331,58 +334,193 @@ pub(crate) fn guard_bytes<P: PageSource>(page: usize) -> usize {
     }
 }
 
-/// Makes the last page of a fresh large region of `total` bytes (room for
-/// it was added by [`guard_bytes`]) a guard page and returns where the user
-/// pointer goes: as late as the block's `room` bytes (request and tail
-/// fill) and its alignment (`align`, a power of two) allow before the
-/// guard, when the header
-/// is at the region's start (`movable`), so a write past the fill faults at
-/// once; else `user_off` unchanged.
+/// Where a large block goes in its region, for [`guard_large`].
+pub(crate) struct GuardPlan {
+    /// Bytes the block needs: header, user offset, `room` and the guard
+    /// page, rounded to pages (a fresh exact region's size).
+    pub need: usize,
+    /// Offset from which the region (at least `need` bytes: quarter
+    /// steps, or a cached region) is inaccessible now (its size: none of
+    /// it; a cached region keeps its guard and closed body).
+    pub guard: usize,
+    /// The smallest user offset (header and canary), a multiple of `align`.
+    pub user_off: usize,
+    /// Bytes from the user pointer: request and tail fill.
+    pub room: usize,
+    /// The block's alignment, a power of two.
+    pub align: usize,
+    /// The header is at the region's start (the user pointer may move).
+    pub movable: bool,
+}
+
+/// Places a large block in its region and makes everything past it a
+/// guard: the user pointer as late as `room` and `align` allow in the first
+/// `need - page` bytes when `movable` (so a write past the fill faults at
+/// once), the pages from the block's end to the region's end inaccessible,
+/// the ones before it accessible. Returns the user offset, or `None` when
+/// pages the block needs could not be opened (nothing uses the region
+/// then; the caller gives it back).
 ///
 /// # Safety
-/// `[base, base + total)` is a fresh region of `source` nothing uses yet,
-/// with `user_off + room + guard_bytes <= total`, `user_off` a multiple of
-/// `align`.
+/// `base` starts a live region of `source` nothing uses, at least
+/// `plan.need` bytes, inaccessible exactly from `plan.guard` (at least a
+/// page) to its end, with `plan.user_off + plan.room + page <= plan.need`.
 pub(crate) unsafe fn guard_large<P: PageSource>(
     source: &P,
     base: *mut u8,
-    total: usize,
-    user_off: usize,
-    room: usize,
-    align: usize,
-    movable: bool,
-) -> usize {
+    plan: GuardPlan,
+) -> Option<usize> {
     if !P::CAN_PROTECT {
-        return user_off;
+        return Some(plan.user_off);
     }
-    // SAFETY: per the caller.
-    unsafe { set_guard(source, base, total, true) };
-    if movable {
+    let page = source.page_size();
+    let user_off = if plan.movable {
         // (The user pointer stays within the region's first page past the
-        // header: `total` is the header and room rounded to pages, plus one.)
-        ((total - source.page_size() - room) & !(align - 1)).max(user_off)
+        // header: `need` is the header and room rounded to pages, plus one.)
+        ((plan.need - page - plan.room) & !(plan.align - 1)).max(plan.user_off)
     } else {
-        user_off
+        plan.user_off
+    };
+    let from = (user_off + plan.room).next_multiple_of(page);
+    // SAFETY: per the caller: whole pages inside the region, unused.
+    unsafe {
+        if plan.guard < from && !set_access(source, base, plan.guard, from, true) {
+            return None;
+        }
+        if from < plan.guard {
+            set_access(source, base, from, plan.guard, false);
+        }
+    }
+    Some(user_off)
+}
+
+/// Offset from its region's base of a live large block's guard: the first
+/// page past its request and tail fill (the region is inaccessible from
+/// there, where the source can protect pages).
+///
+/// # Safety
+/// `h` is a live large block header.
+pub(crate) unsafe fn guard_from(h: *mut LargeBlock, page: usize) -> usize {
+    // SAFETY: per the caller.
+    unsafe { ((*h).user - (*h).base as usize + (*h).size + LARGE_TAIL).next_multiple_of(page) }
+}
+
+/// Moves a live large block's guard for its new size `new_size` (which
+/// fits its region): pages opened before a growth, closed after a shrink.
+/// `false` (nothing changed) when the pages could not be opened.
+///
+/// # Safety
+/// `h` is a live large block header, its block of `(*h).size` bytes not
+/// yet resized, and nobody uses its bytes past `new_size`.
+pub(crate) unsafe fn move_guard<P: PageSource>(
+    source: &P,
+    h: *mut LargeBlock,
+    new_size: usize,
+) -> bool {
+    if !P::CAN_PROTECT {
+        return true;
+    }
+    let page = source.page_size();
+    // SAFETY: per the caller: both offsets lie inside the region.
+    unsafe {
+        let old = guard_from(h, page);
+        let new = ((*h).user - (*h).base as usize + new_size + LARGE_TAIL)
+            .next_multiple_of(page)
+            .min((*h).map_size);
+        if new > old {
+            return set_access(source, (*h).base, old, new, true);
+        }
+        if new < old {
+            set_access(source, (*h).base, new, old, false);
+        }
+    }
+    true
+}
+
+/// Closes the body of a large block being freed into the cache, past its
+/// region's first page (which keeps the header word for the lookup of a
+/// later bad free), so a write after free faults. Returns the offset from
+/// which the region is now inaccessible. A block whose header is not at
+/// its region's start (aligned to a SuperSlab or more; the lookup reads
+/// its header page) keeps its body open: only its guard stays.
+///
+/// # Safety
+/// `h` is the live header of a block nobody uses any more.
+pub(crate) unsafe fn guard_freed<P: PageSource>(source: &P, h: *mut LargeBlock) -> usize {
+    // SAFETY: per the caller.
+    unsafe {
+        if !P::CAN_PROTECT {
+            return (*h).map_size;
+        }
+        let page = source.page_size();
+        let from = guard_from(h, page);
+        if (*h).base == h.cast::<u8>()
+            && page < from
+            && set_access(source, (*h).base, page, from, false)
+        {
+            page
+        } else {
+            from
+        }
     }
 }
 
-/// Makes the last page of the large region `[base, base + total)` a guard
-/// page (`on`) or an ordinary one again; nothing where the source cannot.
-/// A failure leaves the page as it was (a missing guard catches less, and
-/// an `mremap` over a guard that stayed fails and changes nothing).
+/// Fills the first page of a large region being cached, past its first
+/// word (which says "no block"), with [`FILL`]: that page stays accessible
+/// (the header word), so a write after free there is found when the region
+/// is reused ([`check_first_page`]).
 ///
 /// # Safety
-/// `[base, base + total)` is a live large region of `source` whose last
-/// page nobody uses.
-pub(crate) unsafe fn set_guard<P: PageSource>(source: &P, base: *mut u8, total: usize, on: bool) {
-    if P::CAN_PROTECT {
-        let page = source.page_size();
-        // SAFETY: per the caller: whole pages inside the region.
-        unsafe {
-            let g = NonNull::new_unchecked(base.add(total - page));
-            source.protect(g, page, !on);
-        }
+/// `[base, base + size)` is a large region nobody uses, its first page
+/// accessible.
+pub(crate) unsafe fn poison_first_page(base: *mut u8, size: usize, page: usize) {
+    // SAFETY: per the caller.
+    unsafe { ptr::write_bytes(base.add(8), FILL, size.min(page) - 8) };
+}
+
+/// Checks the first page of a cached large region before it is reused:
+/// still [`FILL`] past its first word, else a write after free, which stops
+/// the program through the fault handler naming the region.
+///
+/// # Safety
+/// `[base, base + size)` is a cached region poisoned by
+/// [`poison_first_page`].
+pub(crate) unsafe fn check_first_page(base: *mut u8, size: usize, page: usize) {
+    // SAFETY: per the caller: whole words (page sizes are multiples of 8,
+    // `base` is page-aligned).
+    let words =
+        unsafe { core::slice::from_raw_parts(base.add(8).cast::<u64>(), (size.min(page) - 8) / 8) };
+    // One pass with no early exit (it vectorises); the place only on a find.
+    if words.iter().fold(0, |acc, &w| acc | (w ^ FILL_WORD)) != 0 {
+        let i = words.iter().position(|&w| w != FILL_WORD).unwrap_or(0);
+        crate::error::fault(
+            crate::error::FaultKind::FreeBlockOverwritten,
+            base as usize + 8 + 8 * i,
+        );
     }
+}
+
+/// Makes the pages `[base + from, base + to)` of a large region accessible
+/// (`open`) or inaccessible; `true` when done (where the source cannot
+/// protect pages, nothing is ever closed: `true`). A failed close leaves the
+/// pages open (a missing guard catches less); a failed open leaves them
+/// closed, and the caller must not use them.
+///
+/// # Safety
+/// `[base + from, base + to)` is a page-aligned range of a live large
+/// region of `source`; nobody uses pages being closed.
+pub(crate) unsafe fn set_access<P: PageSource>(
+    source: &P,
+    base: *mut u8,
+    from: usize,
+    to: usize,
+    open: bool,
+) -> bool {
+    if !P::CAN_PROTECT || from >= to {
+        return true;
+    }
+    // SAFETY: per the caller: whole pages inside the region.
+    unsafe { source.protect(NonNull::new_unchecked(base.add(from)), to - from, open) }
 }
 
 /// The canary word of a large block, just below its user pointer.

@@ -6,6 +6,18 @@
 //! each time; `decommit_free` gives the cached regions' pages back (the
 //! backends call it after their purge delay) and `trim` unmaps them.
 //!
+//! Each region knows how far its pages may be committed (`dirty`: the
+//! extents handed out since its pages were last decommitted), so a request
+//! takes the cached region that needs the fewest fresh pages, a region
+//! larger than twice the request gives its committed pages past that back
+//! first (a live block never keeps more than twice its pages), and at most
+//! [`LARGE_CACHE_COMMITTED`] bytes of cached regions stay committed.
+//!
+//! The `hardened` build caches too: a cached region keeps its guard page
+//! and its body past the first page is made inaccessible (a write after
+//! free faults; the header word stays readable for the lookup of a later
+//! bad free), see `hardened.rs`.
+//!
 //! ```text
 //! align < SuperSlab:   | LargeBlock | pad | user data ...        |   region aligned to the SuperSlab size
 //! align >= SuperSlab:  | ...  | LargeBlock | ... | user data ... |   header at user - SuperSlab size
@@ -21,7 +33,13 @@
 //!   own free) or FREED blocks;
 //! - a cached region holds no header (its first word is 0), is mapped, and
 //!   is counted in `Counters::large_cached`; at most `Config::large_cache`
-//!   of them.
+//!   of them;
+//! - a region's pages past `dirty` (a page multiple once cached) were never
+//!   handed out since its last decommit; the cached regions' `dirty` bytes
+//!   past a clean first page sum to at most [`LARGE_CACHE_COMMITTED`] after
+//!   each free (where the source can decommit);
+//! - hardened: a cached region is inaccessible from its `guard` to its end,
+//!   and its first page past the first word is `FILL`.
 
 use core::mem::size_of;
 use core::ptr::{self, NonNull};
@@ -61,13 +79,28 @@ pub const LARGE_CACHE_MAX: usize = 8;
 /// purge delay, not only their number.
 pub const LARGE_CACHE_COMMITTED: usize = 32 << 20;
 
+/// The smallest large region given huge pages where the source has them
+/// (`PageSource::advise_huge`; also at least four huge pages).
+pub const LARGE_HUGE_MIN: usize = 8 << 20;
+
 /// A freed large block's region, kept for reuse.
 #[derive(Clone, Copy)]
 pub(crate) struct CachedRegion {
     pub base: *mut u8,
     pub size: usize,
-    /// Its pages past the first are decommitted.
-    pub clean: bool,
+    /// Bytes from `base` whose pages may be committed (an estimate from the
+    /// extents handed out; at most a page once decommitted: clean).
+    pub dirty: usize,
+    /// Hardened: offset from which the region's pages are inaccessible
+    /// (`size` when none are; unused in the default build).
+    pub guard: usize,
+}
+
+impl CachedRegion {
+    /// Whether its pages past the first are decommitted.
+    fn is_clean(&self, page: usize) -> bool {
+        self.dirty <= page
+    }
 }
 
 /// The heap's cache of freed large regions, oldest first.
@@ -82,7 +115,8 @@ impl LargeCache {
         regions: [CachedRegion {
             base: ptr::null_mut(),
             size: 0,
-            clean: false,
+            dirty: 0,
+            guard: 0,
         }; LARGE_CACHE_MAX],
         len: 0,
     };
@@ -109,7 +143,17 @@ pub(crate) struct LargeBlock {
     pub next: *mut LargeBlock,
     /// Heap's large-block list.
     pub prev: *mut LargeBlock,
+    /// Bytes from `base` whose pages may be committed: the largest extent
+    /// handed out since the region's pages were last decommitted (an
+    /// estimate: a block written past its request, up to its usable size,
+    /// may have touched more; every decommit covers the whole region).
+    pub dirty: usize,
 }
+
+/// Bytes from a large block's header to its user pointer, before alignment:
+/// the header, and in the `hardened` build the canary word below the user
+/// pointer.
+const HEADER_ROOM: usize = size_of::<LargeBlock>() + if cfg!(feature = "hardened") { 8 } else { 0 };
 
 impl LargeBlock {
     /// Bytes usable from the user pointer to the end of the region.
@@ -122,6 +166,20 @@ impl LargeBlock {
         unsafe { (*h).base as usize + (*h).map_size - (*h).user }
     }
 
+    /// Offset from the region's base of the first whole page of user data
+    /// past the header (what [`decommit_body`](Self::decommit_body) gives
+    /// back from).
+    ///
+    /// # Safety
+    /// `h` is a live header.
+    unsafe fn body_from(h: *mut LargeBlock, page: usize) -> usize {
+        // SAFETY: per the caller.
+        unsafe {
+            let header_end = h as usize + size_of::<LargeBlock>();
+            header_end.max((*h).user).next_multiple_of(page) - (*h).base as usize
+        }
+    }
+
     /// Decommits the whole pages of the user data after the header.
     ///
     /// # Safety
@@ -131,8 +189,7 @@ impl LargeBlock {
         // SAFETY: per the caller; the range lies inside the region and after
         // both the header and the page holding it.
         unsafe {
-            let header_end = h as usize + size_of::<LargeBlock>();
-            let from = header_end.max((*h).user).next_multiple_of(page);
+            let from = (*h).base as usize + Self::body_from(h, page);
             let end = (*h).base as usize + (*h).map_size;
             if from < end {
                 let p = (*h).base.with_addr(from);
@@ -147,25 +204,20 @@ impl<P: PageSource> Heap<P> {
     /// the source has neither, retires the empty current slabs (whose
     /// SuperSlabs the frees that emptied them would have released, per the
     /// retain policy, but for the pin; `account.rs`) and tries `total` once
-    /// more. Returns the base, the size mapped and that it is fresh.
-    fn map_large(
-        &mut self,
-        want: usize,
-        total: usize,
-        align: usize,
-    ) -> Option<(*mut u8, usize, bool)> {
+    /// more. Returns the base and the size mapped.
+    fn map_large(&mut self, want: usize, total: usize, align: usize) -> Option<(*mut u8, usize)> {
         if let Some(base) = self.source.map(want, align) {
-            return Some((base.as_ptr(), want, true));
+            return Some((base.as_ptr(), want));
         }
         if let Some(base) = self.source.map(total, align) {
-            return Some((base.as_ptr(), total, true));
+            return Some((base.as_ptr(), total));
         }
         if !self.has_empty_current() {
             return None;
         }
         self.retire_current();
         let base = self.source.map(total, align)?;
-        Some((base.as_ptr(), total, true))
+        Some((base.as_ptr(), total))
     }
 
     /// Maps a large block. `align` is a power of two, at least 16.
@@ -174,11 +226,7 @@ impl<P: PageSource> Heap<P> {
         let ss = self.geo.superslab_size();
         let page = self.source.page_size();
         let (map_align, user_off, header_off) = if align < ss {
-            (
-                ss,
-                size_of::<LargeBlock>().next_multiple_of(align.max(MIN_ALIGN)),
-                0,
-            )
+            (ss, HEADER_ROOM.next_multiple_of(align.max(MIN_ALIGN)), 0)
         } else {
             (align, align, align - ss)
         };
@@ -210,38 +258,62 @@ impl<P: PageSource> Heap<P> {
         {
             return ptr::null_mut();
         }
-        let (base, total, fresh) = match self.take_cached_region(total, map_align.max(page)) {
-            Some(r) => r,
+        let need = total;
+        let (base, total, dirty, guard) = match self.take_cached_region(need, map_align.max(page)) {
+            Some(r) => (r.base, r.size, r.dirty, r.guard),
             None => {
                 // With the cache on, regions are mapped in quarter-power-of-
                 // two sizes: few distinct sizes, so freed regions fit later
                 // requests, and a buffer grown by `realloc` stays in place
                 // up to the next step. Pages past the request are never
                 // touched, so they cost address space, not memory.
-                let want = if self.cfg.large_cache != 0 && !cfg!(feature = "hardened") {
-                    quarter_step(total).next_multiple_of(page).max(total)
+                let want = if self.cfg.large_cache != 0 {
+                    quarter_step(need).next_multiple_of(page).max(need)
                 } else {
-                    total
+                    need
                 };
-                match self.map_large(want, total, map_align.max(page)) {
-                    Some(r) => r,
+                match self.map_large(want, need, map_align.max(page)) {
+                    Some((base, size)) => {
+                        self.advise_huge_large(base, size);
+                        (base, size, 0, size)
+                    }
                     None => return ptr::null_mut(),
                 }
             }
         };
-        // SAFETY: `base` is the fresh region of `total` bytes just had.
+        // Fresh pages only where nothing was handed out since the last
+        // decommit (or the map).
+        let fresh = dirty == 0;
+        // SAFETY: `[base, base + total)` is the region just had, nothing
+        // uses it, inaccessible from `guard`; `need <= total`.
         #[cfg(feature = "hardened")]
-        let user_off = unsafe {
+        let placed = unsafe {
             crate::hardened::guard_large(
                 &self.source,
                 base,
-                total,
-                user_off,
-                room,
-                align,
-                header_off == 0,
+                crate::hardened::GuardPlan {
+                    need,
+                    guard,
+                    user_off,
+                    room,
+                    align,
+                    movable: header_off == 0,
+                },
             )
         };
+        #[cfg(feature = "hardened")]
+        let Some(user_off) = placed
+        else {
+            // Its closed pages could not be opened: give the region back
+            // and try the next one (each try takes one cached region, and a
+            // fresh one opens nothing).
+            // SAFETY: the region is ours and unused.
+            unsafe { self.source.unmap(NonNull::new_unchecked(base), total) };
+            return self.alloc_large(size, align, zero);
+        };
+        #[cfg(not(feature = "hardened"))]
+        let _ = guard;
+        let extent = (user_off + room).next_multiple_of(page);
         // SAFETY: the region is ours, `total` bytes, and both offsets are
         // inside it (user_off + size <= total; header_off + header < user_off).
         unsafe {
@@ -257,6 +329,7 @@ impl<P: PageSource> Heap<P> {
                 size,
                 next: self.large,
                 prev: ptr::null_mut(),
+                dirty: dirty.max(extent),
             });
             if header_off != 0 {
                 // Tell the hardened lookup where the header is.
@@ -280,6 +353,17 @@ impl<P: PageSource> Heap<P> {
         }
     }
 
+    /// Asks for huge pages over a fresh large region of at least
+    /// [`LARGE_HUGE_MIN`] bytes, where the source has them: a block that
+    /// big is filled with a fault per huge page instead of one per page,
+    /// and at most the huge page its end lies in is committed past it.
+    fn advise_huge_large(&self, base: *mut u8, size: usize) {
+        if P::HUGE_PAGE != 0 && size >= LARGE_HUGE_MIN.max(4 * P::HUGE_PAGE) {
+            // SAFETY: the fresh region is ours and whole pages.
+            unsafe { self.source.advise_huge(NonNull::new_unchecked(base), size) };
+        }
+    }
+
     /// Unlinks an owned large block and keeps its region for reuse (or
     /// unmaps it).
     ///
@@ -300,11 +384,27 @@ impl<P: PageSource> Heap<P> {
             self.n.large_count -= 1;
             self.n.large_bytes -= (*h).size;
             self.n.large_mapped -= (*h).map_size;
-            let (base, size) = ((*h).base, (*h).map_size);
-            (*h).magic = 0;
+            let page = self.source.page_size();
             // A remotely freed block's body was decommitted already.
-            let clean = (*h).state.load(Ordering::Relaxed) == LARGE_FREED && P::CAN_DECOMMIT;
-            self.cache_region(base, size, clean);
+            let dirty = if (*h).state.load(Ordering::Relaxed) == LARGE_FREED && P::CAN_DECOMMIT {
+                LargeBlock::body_from(h, page)
+            } else {
+                (*h).dirty
+            };
+            let region = CachedRegion {
+                base: (*h).base,
+                size: (*h).map_size,
+                dirty: dirty.next_multiple_of(page).min((*h).map_size),
+                // Hardened: the body made inaccessible (the guard stays).
+                #[cfg(feature = "hardened")]
+                guard: crate::hardened::guard_freed(&self.source, h),
+                #[cfg(not(feature = "hardened"))]
+                guard: (*h).map_size,
+            };
+            (*h).magic = 0;
+            #[cfg(feature = "hardened")]
+            crate::hardened::poison_first_page(region.base, region.size, page);
+            self.cache_region(region);
         }
     }
 
@@ -313,15 +413,11 @@ impl<P: PageSource> Heap<P> {
     /// the cache is off.
     ///
     /// # Safety
-    /// `[base, base + size)` is a region of this heap's source that nothing
-    /// uses, its first word cleared.
-    unsafe fn cache_region(&mut self, base: *mut u8, size: usize, clean: bool) {
-        // Hardened: no cache, so a write after free faults.
-        let keep = if cfg!(feature = "hardened") {
-            0
-        } else {
-            self.cfg.large_cache.min(LARGE_CACHE_MAX)
-        };
+    /// `r` is a region of this heap's source that nothing uses, with its
+    /// first page accessible.
+    unsafe fn cache_region(&mut self, r: CachedRegion) {
+        let keep = self.cfg.large_cache.min(LARGE_CACHE_MAX);
+        let CachedRegion { base, size, .. } = r;
         if keep == 0 {
             // SAFETY: per the caller.
             unsafe { self.source.unmap(NonNull::new_unchecked(base), size) };
@@ -335,23 +431,24 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: `base` starts the region (per the caller).
         unsafe { base.cast::<usize>().write(0) };
         let i = self.large_cache.len;
-        self.large_cache.regions[i] = CachedRegion { base, size, clean };
+        self.large_cache.regions[i] = r;
         self.large_cache.len += 1;
         self.n.large_cached += size;
         // Keep at most LARGE_CACHE_COMMITTED bytes of cached regions
         // committed: the oldest give their pages back first (the newest is
         // the likeliest to be reused), but keep their address range.
+        let page = self.source.page_size();
         let mut committed: usize = self.large_cache.regions[..self.large_cache.len]
             .iter()
-            .filter(|r| !r.clean)
-            .map(|r| r.size)
+            .filter(|r| !r.is_clean(page))
+            .map(|r| r.dirty)
             .sum();
         let mut j = 0;
         while committed > LARGE_CACHE_COMMITTED && j < self.large_cache.len {
             let r = self.large_cache.regions[j];
-            if !r.clean {
+            if !r.is_clean(page) && P::CAN_DECOMMIT {
                 self.decommit_cached_region(j);
-                committed -= r.size;
+                committed -= r.dirty;
             }
             j += 1;
         }
@@ -361,21 +458,20 @@ impl<P: PageSource> Heap<P> {
     fn decommit_cached_region(&mut self, i: usize) -> usize {
         let page = self.source.page_size();
         let r = &mut self.large_cache.regions[i];
-        if r.clean || !P::CAN_DECOMMIT {
+        if r.is_clean(page) || !P::CAN_DECOMMIT {
             return 0;
         }
-        if r.size <= page {
-            // Only the first page, which the next user's header writes.
-            r.clean = true;
-            return 0;
-        }
-        // SAFETY: a cached region is mapped and unused.
+        // The whole region past the first page, not only `dirty` (an
+        // estimate); pages never touched cost the source little.
+        // SAFETY: a cached region is mapped and unused, and `dirty > page`
+        // means it holds more than a page.
         unsafe {
             self.source
                 .decommit(NonNull::new_unchecked(r.base.add(page)), r.size - page)
         };
-        r.clean = true;
-        r.size - page
+        let bytes = r.dirty - page;
+        r.dirty = page;
+        bytes
     }
 
     /// Unmaps cache entry `i`, keeping the others in their order.
@@ -390,31 +486,52 @@ impl<P: PageSource> Heap<P> {
         unsafe { self.source.unmap(NonNull::new_unchecked(r.base), r.size) };
     }
 
-    /// A cached region of at least `total` bytes (and at most twice that)
-    /// aligned to `align`, newest first; recommitted if it was decommitted.
-    /// Returns its base, its size, and whether it reads as fresh memory.
-    fn take_cached_region(&mut self, total: usize, align: usize) -> Option<(*mut u8, usize, bool)> {
+    /// A cached region of at least `total` bytes aligned to `align` for a
+    /// new block: the one with the fewest pages to fault in (committed
+    /// pages are reused), then the smallest, then the newest; a clean one
+    /// at most twice `total`. Pages past twice `total` are decommitted
+    /// first, so the block keeps at most that; recommitted where they were
+    /// decommitted. Its `dirty` says how far it may be committed (at least
+    /// its first page, written as a header: it never reads as fresh).
+    fn take_cached_region(&mut self, total: usize, align: usize) -> Option<CachedRegion> {
         let n = self.large_cache.len;
-        // Best fit: the smallest region that holds `total` and is at most
-        // twice as large (a larger one would keep too many pages a previous
-        // block touched).
+        let page = self.source.page_size();
         let i = (0..n)
             .filter(|&i| {
                 let r = &self.large_cache.regions[i];
-                r.size >= total && r.size / 2 <= total && r.base as usize % align == 0
+                r.size >= total
+                    && (r.size / 2 <= total || !r.is_clean(page))
+                    && r.base as usize % align == 0
             })
-            // Among equal sizes: a committed one (no page faults), newest.
             .min_by_key(|&i| {
                 let r = &self.large_cache.regions[i];
-                (r.size, r.clean, usize::MAX - i)
+                (total.saturating_sub(r.dirty), r.size, usize::MAX - i)
             })?;
-        let r = self.large_cache.regions[i];
-        let page = self.source.page_size();
-        if r.clean && r.size > page {
-            // SAFETY: the body past the first page was decommitted by us.
+        let mut r = self.large_cache.regions[i];
+        // Hardened: a write after free in the page that stayed accessible.
+        // SAFETY: a cached region, poisoned when it was cached.
+        #[cfg(feature = "hardened")]
+        unsafe {
+            crate::hardened::check_first_page(r.base, r.size, page)
+        };
+        // (Whole pages: `dirty` is page-rounded when a region is cached.)
+        let keep = total.saturating_mul(2).next_multiple_of(page);
+        if r.dirty > keep && P::CAN_DECOMMIT {
+            // SAFETY: a cached region is mapped and unused; `keep` is a
+            // page boundary inside it.
+            unsafe {
+                self.source
+                    .decommit(NonNull::new_unchecked(r.base.add(keep)), r.size - keep)
+            };
+            r.dirty = keep;
+        }
+        let from = r.dirty.max(page);
+        if from < r.size {
+            // SAFETY: the pages past `dirty` were decommitted by us or never
+            // touched; recommitting either is allowed.
             if !unsafe {
                 self.source
-                    .recommit(NonNull::new_unchecked(r.base.add(page)), r.size - page)
+                    .recommit(NonNull::new_unchecked(r.base.add(from)), r.size - from)
             } {
                 return None;
             }
@@ -422,9 +539,8 @@ impl<P: PageSource> Heap<P> {
         self.large_cache.regions.copy_within(i + 1..n, i);
         self.large_cache.len -= 1;
         self.n.large_cached -= r.size;
-        // Decommitted pages read as zero again where the source maps zeroed
-        // pages; the first page was written (header, cleared word).
-        Some((r.base, r.size, false))
+        r.dirty = r.dirty.max(page);
+        Some(r)
     }
 
     /// Decommits the cached regions' pages (past each first page). Returns
@@ -440,9 +556,10 @@ impl<P: PageSource> Heap<P> {
 
     /// Whether a cached region still has committed pages.
     pub(crate) fn has_dirty_cached_region(&self) -> bool {
+        let page = self.source.page_size();
         self.large_cache.regions[..self.large_cache.len]
             .iter()
-            .any(|r| !r.clean)
+            .any(|r| !r.is_clean(page))
     }
 
     /// Unmaps every cached region. Returns how many.
@@ -519,25 +636,41 @@ impl<P: PageSource> Heap<P> {
             // still fit the mapping; then it stays where it is.
             #[cfg(feature = "hardened")]
             if total <= old_size {
+                // The guard moves to the block's new end.
+                if !crate::hardened::move_guard(&self.source, h, new_size) {
+                    return None;
+                }
                 self.n.large_bytes = self.n.large_bytes - (*h).size + new_size;
                 (*h).size = new_size;
+                (*h).dirty = (*h).dirty.max(user_off + new_size);
                 crate::hardened::arm_large(h, new_size);
                 return Some((*h).base.with_addr((*h).user));
             }
-            // Hardened: the guard page moves to the new end.
+            // Hardened: the region's inaccessible tail (guard page and
+            // beyond) is opened for the move (`mremap` moves one mapping),
+            // then closed again past the block's new end.
             #[cfg(feature = "hardened")]
-            crate::hardened::set_guard(&self.source, (*h).base, old_size, false);
+            let guard = crate::hardened::guard_from(h, page);
+            #[cfg(feature = "hardened")]
+            crate::hardened::set_access(&self.source, (*h).base, guard, old_size, true);
             let base = self.source.remap(
                 NonNull::new_unchecked((*h).base),
                 old_size,
                 total,
                 self.geo.superslab_size(),
             );
+            // (A failed close leaves pages open: less caught, nothing lost.)
             #[cfg(feature = "hardened")]
-            match base {
-                Some(b) => crate::hardened::set_guard(&self.source, b.as_ptr(), total, true),
-                None => crate::hardened::set_guard(&self.source, (*h).base, old_size, true),
-            }
+            let _ = match base {
+                Some(b) => {
+                    let from =
+                        (user_off + new_size + crate::hardened::LARGE_TAIL).next_multiple_of(page);
+                    crate::hardened::set_access(&self.source, b.as_ptr(), from, total, false)
+                }
+                None => {
+                    crate::hardened::set_access(&self.source, (*h).base, guard, old_size, false)
+                }
+            };
             let base = base?;
             let nh = base.as_ptr().cast::<LargeBlock>();
             (*nh).magic = LARGE_MAGIC ^ nh as usize;
@@ -556,6 +689,7 @@ impl<P: PageSource> Heap<P> {
             self.n.large_mapped = self.n.large_mapped - old_size + total;
             self.n.large_bytes = self.n.large_bytes - (*nh).size + new_size;
             (*nh).size = new_size;
+            (*nh).dirty = (*nh).dirty.max(user_off + new_size).min(total);
             #[cfg(feature = "hardened")]
             crate::hardened::arm_large(nh, new_size);
             Some(base.as_ptr().add(user_off))
@@ -592,6 +726,7 @@ impl<P: PageSource> Heap<P> {
                     return false;
                 }
                 (*h).map_size = total;
+                (*h).dirty = (*h).dirty.min(total);
                 self.n.large_mapped = self.n.large_mapped - old + total;
             }
             self.n.large_bytes = self.n.large_bytes - (*h).size + new_size;
@@ -615,8 +750,15 @@ impl<P: PageSource> Heap<P> {
             if (*h).owner.load(Ordering::Relaxed) != self.id {
                 return false;
             }
+            // Hardened: the guard follows the block's end.
+            #[cfg(feature = "hardened")]
+            if !crate::hardened::move_guard(&self.source, h, new_size) {
+                return false;
+            }
             self.n.large_bytes = self.n.large_bytes - (*h).size + new_size;
             (*h).size = new_size;
+            let extent = (*h).user - (*h).base as usize + new_size;
+            (*h).dirty = (*h).dirty.max(extent).min((*h).map_size);
         }
         true
     }

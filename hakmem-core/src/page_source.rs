@@ -124,6 +124,21 @@ pub unsafe trait PageSource {
         false
     }
 
+    /// Bytes of the source's huge pages where it can back a region with
+    /// them on request ([`advise_huge`](Self::advise_huge)); 0: it cannot.
+    const HUGE_PAGE: usize = 0;
+
+    /// Asks the source to back the range with huge pages as it is touched
+    /// (fewer page faults for a large block filled at once; each huge page
+    /// is committed whole). A hint: nothing else changes, and `decommit`
+    /// still gives the pages back. The default does nothing.
+    ///
+    /// # Safety
+    /// Same range rules as [`decommit`](Self::decommit), bytes kept.
+    unsafe fn advise_huge(&self, ptr: NonNull<u8>, size: usize) {
+        let _ = (ptr, size);
+    }
+
     /// Whether `addr` lies inside a live region of this source. The heap
     /// asks only about addresses aligned to its SuperSlab size (every region
     /// it maps starts on such a boundary), so a source may answer at that
@@ -146,6 +161,7 @@ unsafe impl<P: PageSource + ?Sized> PageSource for &P {
     const CAN_DECOMMIT: bool = P::CAN_DECOMMIT;
     const CAN_REMAP: bool = P::CAN_REMAP;
     const CAN_PROTECT: bool = P::CAN_PROTECT;
+    const HUGE_PAGE: usize = P::HUGE_PAGE;
     fn page_size(&self) -> usize {
         (**self).page_size()
     }
@@ -181,6 +197,10 @@ unsafe impl<P: PageSource + ?Sized> PageSource for &P {
     unsafe fn protect(&self, ptr: NonNull<u8>, size: usize, access: bool) -> bool {
         // SAFETY: the caller upholds `protect`'s contract for `P`.
         unsafe { (**self).protect(ptr, size, access) }
+    }
+    unsafe fn advise_huge(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: the caller upholds `advise_huge`'s contract for `P`.
+        unsafe { (**self).advise_huge(ptr, size) }
     }
     fn contains(&self, addr: usize) -> bool {
         (**self).contains(addr)

@@ -591,18 +591,19 @@ fn freed_large_regions_are_reused_then_decommitted_then_unmapped() {
         .iter()
         .all(|&x| x == 0));
     assert_eq!(heap.stats().large_cached_regions, 0);
-    // A much smaller large block does not take a region twice its size.
     // SAFETY: live, freed once.
     unsafe { heap.dealloc(b) }.unwrap();
-    let small = heap.alloc(size / 3, 16);
-    assert_ne!(small, a);
-    assert_eq!(heap.stats().large_cached_regions, 1);
     // decommit_free gives the cached region's pages back, keeping it mapped.
     let before = pages.stats();
     assert!(heap.committed_free() > 0);
     assert!(heap.decommit_free() >= size - PAGE);
     assert!(pages.stats().decommit_calls > before.decommit_calls);
-    assert_eq!(pages.live_regions(), regions + 1);
+    assert_eq!(pages.live_regions(), regions);
+    // A much smaller large block does not take a clean region twice its
+    // size.
+    let small = heap.alloc(size / 3, 16);
+    assert_ne!(small, a);
+    assert_eq!(heap.stats().large_cached_regions, 1);
     // Reused after the decommit: recommitted, and zeroed where asked.
     let c = heap.alloc_zeroed(size, 16);
     assert_eq!(c, a);
@@ -730,4 +731,69 @@ fn the_large_cache_keeps_at_most_32_mib_committed() {
     unsafe { heap.dealloc(p) }.unwrap();
     heap.trim();
     assert_eq!(pages.mapped_bytes(), 0);
+}
+
+#[test]
+fn a_committed_region_serves_a_smaller_block_keeping_twice_its_pages() {
+    let pages = SimPages::new();
+    let mut cfg = config();
+    cfg.large_cache = 2;
+    let mut heap = Heap::new(&pages, cfg).unwrap();
+    let size = (heap.geometry().max_slab_size() * 8).max(256 << 10);
+    let a = heap.alloc(size, 16);
+    assert!(!a.is_null());
+    // SAFETY: a live block of `size` bytes, then freed once.
+    unsafe {
+        a.write_bytes(0x5a, size);
+        heap.dealloc(a).unwrap();
+    }
+    let before = pages.stats();
+    // A fifth of the size: its committed pages are worth more than a clean
+    // region of the right size would be, but it keeps only twice its own.
+    let small = size / 5;
+    let b = heap.alloc(small, 16);
+    assert_eq!(b, a, "the committed region is reused");
+    let after = pages.stats();
+    assert_eq!(after.map_calls, before.map_calls);
+    assert_eq!(after.decommit_calls, before.decommit_calls + 1);
+    let region = heap.stats().large_mapped_bytes;
+    let kept = region - (after.decommitted_bytes - before.decommitted_bytes) as usize;
+    assert!(
+        kept >= 2 * small && kept <= 2 * small + 4 * PAGE,
+        "{kept} bytes kept committed of {region} for {small}"
+    );
+    // The committed pages kept what was written (past the region's first
+    // page, which the hardened build poisons while the region is cached).
+    let skip = PAGE - b as usize % PAGE;
+    // SAFETY: the block's bytes `skip..small` are live.
+    let kept_bytes = unsafe { core::slice::from_raw_parts(b.add(skip), small - skip) };
+    assert!(kept_bytes.iter().all(|&x| x == 0x5a));
+    heap.check().unwrap();
+    // SAFETY: live, freed once.
+    unsafe { heap.dealloc(b) }.unwrap();
+    heap.trim();
+    assert_eq!(pages.mapped_bytes(), 0);
+}
+
+/// Hardened: a write after free into the part of a cached large region that
+/// stays accessible (its first page, beside the header word) is found when
+/// the region is reused, and stops the program naming it.
+#[test]
+#[cfg(feature = "hardened")]
+#[should_panic(expected = "a free block was overwritten")]
+fn hardened_a_write_after_free_in_a_cached_large_region_stops_its_reuse() {
+    let pages = SimPages::new();
+    let mut cfg = config();
+    cfg.large_cache = 2;
+    let mut heap = Heap::new(&pages, cfg).unwrap();
+    let size = (heap.geometry().max_slab_size() * 4).max(64 << 10);
+    let a = heap.alloc(size, 16);
+    assert!(!a.is_null());
+    // SAFETY: a live block, freed once; the write after its free is the
+    // fault under test (the region stays mapped in the cache).
+    unsafe {
+        heap.dealloc(a).unwrap();
+        a.write(0x41);
+    }
+    let _ = heap.alloc(size, 16);
 }

@@ -431,6 +431,21 @@ unsafe impl PageSource for LinuxPages {
         Self::count(&self.decommit_failures, r);
     }
 
+    /// Transparent huge pages (2 MiB on x86_64 and most aarch64 kernels)
+    /// where the kernel gives them on `madvise` (its `enabled` setting
+    /// `madvise` or `always`); elsewhere the advice is refused, harmlessly.
+    #[cfg(hakmem_std_linux)]
+    const HUGE_PAGE: usize = 2 << 20;
+
+    /// `madvise(MADV_HUGEPAGE)`; a refusal changes nothing (and is no
+    /// decommit failure: the pages stay as they were).
+    #[cfg(hakmem_std_linux)]
+    unsafe fn advise_huge(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: per the contract, a range of one of our regions; the
+        // advice keeps its bytes.
+        let _ = unsafe { madvise(ptr.as_ptr().cast(), size, Advice::LinuxHugepage) };
+    }
+
     /// A fresh anonymous mapping over the range (`map_fresh_in_place`)
     /// on macOS and FreeBSD, whose `madvise` does not promise zeroes.
     #[cfg(not(hakmem_std_linux))]

@@ -2,8 +2,10 @@
 //! `LinuxPages`, which can `mprotect`): a linear write past the block's
 //! tail fill faults at the write, a block grown by `realloc` keeps every
 //! byte usable (the guard moves to the new end), and guard pages go back
-//! with their blocks (no address space kept after free). The fault runs in
-//! a child process, this binary again with `GUARD_CHILD` set.
+//! with their blocks' regions (a freed region waits in the large cache,
+//! guard in place, until reused, evicted or purged: the mapped bytes are
+//! the same after every round). The fault runs in a child process, this
+//! binary again with `GUARD_CHILD` set.
 #![cfg(feature = "hardened")]
 
 use std::alloc::{alloc, dealloc, realloc, Layout};
