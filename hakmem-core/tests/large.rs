@@ -55,6 +55,14 @@ unsafe fn verify(p: *mut u8, upto: usize) {
     }
 }
 
+/// [`config`] with a large cache of `regions` freed regions.
+fn caching(regions: usize) -> Config {
+    Config {
+        large_cache: regions,
+        ..config()
+    }
+}
+
 fn stride() -> usize {
     if cfg!(miri) {
         64
@@ -80,7 +88,7 @@ fn usable(heap: &Heap<&SimPages>, p: *mut u8) -> usize {
 #[test]
 #[cfg_attr(
     feature = "hardened",
-    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, guard pages, a cache that closes its regions: hardened.rs)"
 )]
 fn large_blocks_get_a_region_each_and_give_it_back() {
     let pages = SimPages::new();
@@ -238,7 +246,7 @@ fn alignments_up_to_twice_the_superslab_are_honoured() {
 #[test]
 #[cfg_attr(
     feature = "hardened",
-    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, guard pages, a cache that closes its regions: hardened.rs)"
 )]
 fn small_realloc_stays_within_its_class() {
     let pages = SimPages::new();
@@ -293,7 +301,7 @@ fn small_realloc_stays_within_its_class() {
 #[test]
 #[cfg_attr(
     feature = "hardened",
-    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, guard pages, a cache that closes its regions: hardened.rs)"
 )]
 fn large_realloc_in_place_and_moving() {
     let pages = SimPages::new();
@@ -399,7 +407,7 @@ fn superslab_aligned_large_block_resizes_in_place() {
 #[test]
 #[cfg_attr(
     feature = "hardened",
-    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, guard pages, a cache that closes its regions: hardened.rs)"
 )]
 fn realloc_grows_to_64_mib_preserving_content() {
     let pages = SimPages::new();
@@ -485,7 +493,7 @@ fn large_alloc_zeroed_reads_zero() {
 #[test]
 #[cfg_attr(
     feature = "hardened",
-    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, guard pages, a cache that closes its regions: hardened.rs)"
 )]
 fn large_stats_are_exact() {
     let pages = SimPages::new();
@@ -558,13 +566,11 @@ fn large_stats_are_exact() {
 #[test]
 #[cfg_attr(
     feature = "hardened",
-    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, guard pages, a cache that closes its regions: hardened.rs)"
 )]
 fn freed_large_regions_are_reused_then_decommitted_then_unmapped() {
     let pages = SimPages::new();
-    let mut cfg = config();
-    cfg.large_cache = 2;
-    let mut heap = Heap::new(&pages, cfg).unwrap();
+    let mut heap = Heap::new(&pages, caching(2)).unwrap();
     // Large enough that a third of it needs a region less than half as big.
     let size = (heap.geometry().max_slab_size() * 4).max(64 << 10);
     let a = heap.alloc(size, 16);
@@ -691,7 +697,7 @@ fn a_large_block_grows_by_remapping_its_pages_with_its_neighbours_relinked() {
 #[cfg_attr(miri, ignore = "maps 48 MiB")]
 #[cfg_attr(
     feature = "hardened",
-    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, no cache: hardened.rs)"
+    ignore = "pins usable sizes, mapping slack or the large cache, which hardened changes (canaries, guard pages, a cache that closes its regions: hardened.rs)"
 )]
 fn the_large_cache_keeps_at_most_32_mib_committed() {
     let pages = SimPages::new();
@@ -736,9 +742,7 @@ fn the_large_cache_keeps_at_most_32_mib_committed() {
 #[test]
 fn a_committed_region_serves_a_smaller_block_keeping_twice_its_pages() {
     let pages = SimPages::new();
-    let mut cfg = config();
-    cfg.large_cache = 2;
-    let mut heap = Heap::new(&pages, cfg).unwrap();
+    let mut heap = Heap::new(&pages, caching(2)).unwrap();
     let size = (heap.geometry().max_slab_size() * 8).max(256 << 10);
     let a = heap.alloc(size, 16);
     assert!(!a.is_null());
@@ -783,9 +787,7 @@ fn a_committed_region_serves_a_smaller_block_keeping_twice_its_pages() {
 #[should_panic(expected = "a free block was overwritten")]
 fn hardened_a_write_after_free_in_a_cached_large_region_stops_its_reuse() {
     let pages = SimPages::new();
-    let mut cfg = config();
-    cfg.large_cache = 2;
-    let mut heap = Heap::new(&pages, cfg).unwrap();
+    let mut heap = Heap::new(&pages, caching(2)).unwrap();
     let size = (heap.geometry().max_slab_size() * 4).max(64 << 10);
     let a = heap.alloc(size, 16);
     assert!(!a.is_null());
