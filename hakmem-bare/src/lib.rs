@@ -70,6 +70,7 @@ pub use lock::InterruptLock;
 pub use lock::{Locked, LockedGuard, RawLock, SpinLock};
 pub use percore::{CoreHeap, PerCoreHeap};
 pub use region::{
-    FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT, INLINE_PAGES, INLINE_REGIONS, MAX_REGIONS,
+    page_shift_for, FixedRegion, RegionStats, CHUNK_PAGES_SHIFT, DEFAULT_PAGE_SHIFT, INLINE_PAGES,
+    INLINE_REGIONS, MAX_REGIONS,
 };
 pub use shared::{RegionSource, SharedRegion};

@@ -30,7 +30,7 @@ use hakmem_core::{Config, FreeError, Heap, Stats};
 use hakmem_core::PageSource;
 
 use crate::error::BareError;
-use crate::region::{FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT};
+use crate::region::{page_shift_for, FixedRegion, RegionStats};
 use crate::shared::RegionSource;
 
 /// The configuration of [`BareHeap::empty`](crate::BareHeap::empty) and
@@ -156,15 +156,15 @@ impl fmt::Display for BareStats {
     }
 }
 
-/// The page source [`LocalHeap::new`] builds for `cfg`: 256 B pages,
+/// The page source [`LocalHeap::new`] builds for `cfg`: pages of an eighth
+/// of a SuperSlab (at least 256 B; [`page_shift_for`]),
 /// chunks of the SuperSlab size, regions refused below the smallest large
 /// block.
 pub(crate) fn region_for(cfg: &Config) -> Result<FixedRegion, BareError> {
     let geo = cfg.geometry()?;
-    Ok(
-        FixedRegion::new(DEFAULT_PAGE_SHIFT, geo.superslab_shift as u32)
-            .with_min_claim(geo.max_slab_size() + 1 + LARGE_HEADER_ROOM),
-    )
+    let ss = geo.superslab_shift as u32;
+    Ok(FixedRegion::new(page_shift_for(ss), ss)
+        .with_min_claim(geo.max_slab_size() + 1 + LARGE_HEADER_ROOM))
 }
 
 impl LocalHeap {
@@ -238,9 +238,10 @@ impl<S: PageSource + RegionSource> LocalHeap<S> {
     /// Gives the heap the region `[start, start + len)`, which need not touch
     /// the others. Returns the bytes the heap may use of it.
     ///
-    /// The region is rounded inwards to 256 B pages, tracked by two bitmaps
-    /// of one bit per page: inside the heap for the first
-    /// [`INLINE_REGIONS`](crate::INLINE_REGIONS) regions of up to 128 KiB,
+    /// The region is rounded inwards to pages of an eighth of a SuperSlab
+    /// (at least 256 B), tracked by two bitmaps of one bit per page: inside
+    /// the heap for the first [`INLINE_REGIONS`](crate::INLINE_REGIONS)
+    /// regions of up to 64 SuperSlabs,
     /// else in the region (before its first SuperSlab boundary when they fit
     /// there, else in its last pages). SuperSlabs go on SuperSlab boundaries
     /// inside it; large blocks start on one and may run past the next.

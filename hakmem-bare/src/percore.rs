@@ -34,7 +34,7 @@ use hakmem_core::Config;
 use crate::error::BareError;
 use crate::local::{region_for, BareStats, LocalHeap, OomHook, BARE_CONFIG};
 use crate::lock::{Locked, RawLock, SpinLock};
-use crate::region::{FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT};
+use crate::region::{page_shift_for, FixedRegion, RegionStats, DEFAULT_PAGE_SHIFT};
 use crate::shared::{RegionSource, SharedRegion};
 use crate::slot::{freed, Slot};
 
@@ -105,7 +105,7 @@ impl<L: RawLock + 'static, const N: usize> PerCoreHeap<L, N> {
             hook,
             core_id,
             state: AtomicU8::new(EMPTY),
-            region: SharedRegion::new(FixedRegion::new(DEFAULT_PAGE_SHIFT, shift)),
+            region: SharedRegion::new(FixedRegion::new(page_shift_for(shift), shift)),
             heaps: [const { Locked::new(Slot::EMPTY) }; N],
         }
     }

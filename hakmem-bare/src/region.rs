@@ -10,7 +10,7 @@
 //! are the *managed* pages that `map` hands out.
 //!
 //! The first [`INLINE_REGIONS`] regions of up to [`INLINE_PAGES`] pages
-//! (128 KiB of 256 B pages) keep their bitmaps inside the source itself and
+//! (64 chunks at the page size [`page_shift_for`] picks) keep their bitmaps inside the source itself and
 //! lose nothing. Any other keeps them in its own memory, where they cost the
 //! heap least: in the head before its first chunk boundary (memory no
 //! SuperSlab or large block can use), else at the end (the tail after its
@@ -73,10 +73,35 @@ pub const INLINE_PAGES: usize = 512;
 /// How many small regions keep their bitmaps inside the [`FixedRegion`].
 pub const INLINE_REGIONS: usize = 2;
 
-/// log2 of the page size [`BareHeap`](crate::BareHeap) uses: 256 B, so that a
-/// small board loses little to rounding and the bitmap stays tiny (one bit
-/// per 256 B: 32 bytes for 64 KiB).
+/// log2 of the smallest page size [`BareHeap`](crate::BareHeap) uses: 256 B,
+/// so that a small board loses little to rounding and the bitmap stays tiny
+/// (one bit per 256 B: 32 bytes for 64 KiB).
 pub const DEFAULT_PAGE_SHIFT: u32 = 8;
+
+/// log2 of the pages per chunk [`page_shift_for`] picks: 8, so that a region
+/// of up to 64 chunks (the size [`Config::for_heap`](hakmem_core::Config::for_heap)
+/// picks its SuperSlabs for) has at most [`INLINE_PAGES`] pages.
+pub const CHUNK_PAGES_SHIFT: u32 = 3;
+
+/// log2 of the page size the heaps of this crate use over chunks of
+/// `2^chunk_shift` bytes (their SuperSlab size): an eighth of a chunk, at
+/// least [`DEFAULT_PAGE_SHIFT`].
+///
+/// Every range a heap maps starts on a chunk boundary (a SuperSlab, or a
+/// large block, whose header the free path finds by masking), so the pages
+/// between a range's end and the next chunk boundary serve nothing but that
+/// range's own growth: pages finer than an eighth of a chunk would buy no
+/// room. Coarse pages keep the bitmaps of a region of up to 64 chunks inside
+/// the source, where in the region they would take a whole chunk (1/64 of a
+/// [`Config::for_heap`](hakmem_core::Config::for_heap) heap: measured in
+/// docs/performance.md, session 17, bare heap efficiency).
+pub const fn page_shift_for(chunk_shift: u32) -> u32 {
+    if chunk_shift >= DEFAULT_PAGE_SHIFT + CHUNK_PAGES_SHIFT {
+        chunk_shift - CHUNK_PAGES_SHIFT
+    } else {
+        DEFAULT_PAGE_SHIFT
+    }
+}
 
 const BITS: usize = usize::BITS as usize;
 const WORD: usize = size_of::<usize>();

@@ -13,6 +13,8 @@ use hakmem_bare::{BareError, BareHeap, FreeErrorKind, LocalHeap, OomCtx, BARE_CO
 
 const KIB: usize = 1024;
 const SS: usize = 16 * KIB;
+/// The page of `BARE_CONFIG`'s source: an eighth of a SuperSlab.
+const PAGE: usize = SS >> hakmem_bare::CHUNK_PAGES_SHIFT;
 
 fn layout(size: usize, align: usize) -> Layout {
     Layout::from_size_align(size, align).unwrap()
@@ -215,16 +217,22 @@ fn non_contiguous_claims_are_all_used() {
     // 2 + 2 + 3 SuperSlabs of 48-byte blocks: the first two regions keep
     // their page bitmaps inline; the third, aligned so that it has no slack
     // before its first boundary, keeps them in its last page, so its last
-    // chunk serves large blocks only.
+    // chunk serves large blocks only. The second, 512 B past a page, loses
+    // a page to rounding inwards (`PAGE - 512` before, 512 after).
     assert_eq!(h.stats().heap.superslabs_mapped, 7);
-    assert_eq!(h.stats().region.managed_bytes, (32 + 48 + 64) * KIB - 256);
+    assert_eq!(
+        h.stats().region.managed_bytes,
+        (32 + 48 + 64) * KIB - 2 * PAGE
+    );
     free_all(&mut h, v, 48, 16);
-    // No region holds 80 KiB; the largest, 64 KiB, holds one block of it.
+    // No region holds 80 KiB; the largest, 64 KiB, holds one block of all
+    // but its bitmaps' page (and the block's header).
     assert!(h.alloc(layout(80 * KIB, 8)).is_null());
-    let big = h.alloc(layout(63 * KIB, 8));
-    assert!(c.holds(big, 63 * KIB));
+    let most = 64 * KIB - PAGE - KIB;
+    let big = h.alloc(layout(most, 8));
+    assert!(c.holds(big, most));
     // SAFETY: a live block of ours.
-    unsafe { h.dealloc(big, layout(63 * KIB, 8)) };
+    unsafe { h.dealloc(big, layout(most, 8)) };
     drop(h);
     for arena in [a, b, c] {
         arena.check_guards();
@@ -250,10 +258,12 @@ fn tiny_misaligned_and_zero_length_regions() {
         );
     }
     assert!(arena.untouched(), "a refused region was written");
-    // 7 KiB after a boundary: no SuperSlab, but large blocks fit.
+    // 7 KiB after a boundary (6 KiB of whole 2 KiB pages, 2 KiB before
+    // it): no SuperSlab, but large blocks fit.
     // SAFETY: ours alone, outlives the heap.
     let got = unsafe { h.claim(s.add(SS - 3 * KIB + 5), 10 * KIB) }.unwrap();
-    assert_eq!(got, 10 * KIB - 256);
+    assert_eq!(PAGE, 2 * KIB);
+    assert_eq!(got, 8 * KIB);
     assert!(h.alloc(layout(16, 8)).is_null(), "no room for a SuperSlab");
     let p = h.alloc(layout(5000, 8));
     assert!(!p.is_null());
@@ -678,7 +688,10 @@ fn large_realloc_grows_and_shrinks_in_place() {
         assert_eq!(mapped(&h), before + 20 * KIB);
         let s = h.realloc(g, layout(40 * KIB, 16), 17 * KIB);
         assert_eq!(s, a, "shrunk in place");
-        assert_eq!(mapped(&h), before - 3 * KIB, "the tail pages went back");
+        // 2 KiB pages: the header and 20 KiB took 11 of them, the header
+        // and 17 KiB take 9.
+        assert_eq!(PAGE, 2 * KIB);
+        assert_eq!(mapped(&h), before - 4 * KIB, "the tail pages went back");
         // A second large block right behind the first (first fit from the
         // bottom: the next free chunk boundary).
         let b = h.alloc(layout(20 * KIB, 16));
@@ -743,4 +756,33 @@ fn for_heap_moving_realloc_frees_the_old_block() {
     h.core().check().unwrap();
     let s = h.stats();
     assert_eq!((s.heap.held_blocks, s.live_bytes), (0, 0));
+}
+
+/// `Config::for_heap` over 4 MiB: 64 SuperSlabs of 64 KiB, pages of 8 KiB
+/// (an eighth of one), so the region's 512 pages keep their bitmaps inside
+/// the source and none of its chunks is lost to them: each of the 64 holds
+/// a block of nearly a chunk (with 256 B pages the bitmaps took the last
+/// chunk's tail and only 63 fitted).
+#[test]
+fn for_heap_over_64_superslabs_loses_no_chunk_to_bitmaps() {
+    const MIB: usize = 1 << 20;
+    let arena = Arena::aligned(4 * MIB, 64 * KIB);
+    // SAFETY: the arena is used by nothing else and outlives the heap.
+    let mut h = unsafe {
+        LocalHeap::with_region(
+            arena.start(),
+            arena.len(),
+            hakmem_bare::Config::for_heap(4 * MIB),
+        )
+    }
+    .unwrap();
+    assert_eq!(h.stats().region.managed_bytes, 4 * MIB);
+    let v = fill(&mut h, &[&arena], 62 * KIB, 8);
+    assert_eq!(v.len(), 64);
+    h.core().check().unwrap();
+    free_all(&mut h, v, 62 * KIB, 8);
+    h.trim();
+    assert_eq!(h.stats().region.mapped_bytes, 0);
+    drop(h);
+    arena.check_guards();
 }

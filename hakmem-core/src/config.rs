@@ -83,12 +83,16 @@ impl Config {
     ///   power of two, at least 16 KiB);
     /// - beyond: about 64 SuperSlabs (16 KiB to 8 MiB each);
     ///
-    /// each of 16 units, every request medium or large: slabs would leave
+    /// each of 2 units, every request medium or large: slabs would leave
     /// too much of a heap filled to its first failure in partly used slabs
-    /// of many classes (measured in docs/design.md). One SuperSlab of the
-    /// region is typically lost where the page source keeps its bitmaps in
-    /// the region, so more SuperSlabs lose less; fewer mean fewer arena
-    /// boundaries (a block cannot straddle two) and fewer arenas to compare.
+    /// of many classes (measured in docs/design.md), and with no slabs the
+    /// units serve only the medium slab over all of them, so the fewest
+    /// units give the smallest header (16 units cost 1152 B of a 64 KiB
+    /// SuperSlab: 1.3 points of efficiency at 4 MiB, docs/performance.md,
+    /// session 17). Fewer SuperSlabs mean fewer arena boundaries (a block
+    /// cannot straddle two) and fewer arenas to compare; about 64 keep the
+    /// bare page source's bitmaps inside it (hakmem-bare's pages are an
+    /// eighth of a SuperSlab; 512 of them fit).
     pub const fn for_heap(bytes: usize) -> Config {
         let log = if bytes < 2 {
             0
@@ -96,8 +100,7 @@ impl Config {
             (usize::BITS - 1 - bytes.leading_zeros()) as u8
         };
         // One SuperSlab over a small heap; about 64 of them over a larger
-        // one (16 units each, so the unit records cost 1/64 of a
-        // SuperSlab at most).
+        // one (2 units each: the smallest header).
         let ss = if log <= 17 {
             clamp(log)
         } else {
@@ -105,7 +108,7 @@ impl Config {
         };
         Config {
             superslab_shift: ss,
-            slab_shift: ss - 4,
+            slab_shift: ss - 1,
             slab_max: 0,
             ..Config::SMALL
         }
