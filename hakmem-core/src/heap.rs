@@ -474,16 +474,7 @@ impl<P: PageSource> Heap<P> {
     /// is read as a header; see docs/design.md).
     #[inline(always)]
     pub unsafe fn dealloc(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
-        let p = ptr as usize;
-        let base = p & self.geo.superslab_mask();
-        // SAFETY: the index is reduced modulo KNOWN.
-        let known = unsafe {
-            *self
-                .known
-                .get_unchecked((base >> self.geo.superslab_shift) % KNOWN)
-        };
-        if base != p && known == base {
-            let ss = ptr.with_addr(base).cast::<SuperSlab>();
+        if let Some(ss) = self.known_superslab(ptr) {
             // SAFETY: `known` holds only live SuperSlabs of this heap.
             return unsafe { self.free_local(ss, ptr) };
         }
@@ -562,6 +553,38 @@ impl<P: PageSource> Heap<P> {
             if let Err(kind) = crate::hardened::check_free(ss, slab, ptr) {
                 return Err(FreeError { ptr: p, kind });
             }
+            self.push_free(slab, ptr);
+        }
+        Ok(())
+    }
+
+    /// The SuperSlab holding `ptr` when the `known` cache says it is one
+    /// of this heap's and `ptr` is not its first byte (its header); `None`
+    /// for null and everything else.
+    #[inline(always)]
+    fn known_superslab(&self, ptr: *mut u8) -> Option<*mut SuperSlab> {
+        let p = ptr as usize;
+        let base = p & self.geo.superslab_mask();
+        // SAFETY: the index is reduced modulo KNOWN.
+        let known = unsafe {
+            *self
+                .known
+                .get_unchecked((base >> self.geo.superslab_shift) % KNOWN)
+        };
+        (base != p && known == base).then(|| ptr.with_addr(base).cast::<SuperSlab>())
+    }
+
+    /// Puts the checked block `ptr` of `slab` on the slab's free list and
+    /// counts it free.
+    ///
+    /// # Safety
+    /// `slab` is an assigned slab of a live SuperSlab of this heap and
+    /// `ptr` one of its held blocks, checked (carved, not free).
+    #[inline(always)]
+    unsafe fn push_free(&mut self, slab: *mut Slab, ptr: *mut u8) {
+        let b = ptr.cast::<Block>();
+        // SAFETY: per the caller.
+        unsafe {
             (*b).tag = free_tag(ptr);
             (*b).next = (*slab).free;
             #[cfg(feature = "hardened")]
@@ -573,7 +596,6 @@ impl<P: PageSource> Heap<P> {
             // Last: counting may empty the SuperSlab and release it.
             self.count_free(slab, 1);
         }
-        Ok(())
     }
 
     // ----- queries --------------------------------------------------------
@@ -669,7 +691,34 @@ impl<P: PageSource> Heap<P> {
     ///
     /// # Safety
     /// Same pointer rules as [`dealloc`](Self::dealloc).
+    #[inline(always)]
     pub unsafe fn realloc(
+        &mut self,
+        ptr: *mut u8,
+        new_size: usize,
+        align: usize,
+    ) -> Result<*mut u8, FreeError> {
+        #[cfg(not(feature = "hardened"))]
+        if align.is_power_of_two() && align <= MIN_ALIGN {
+            if let Some(ss) = self.known_superslab(ptr) {
+                // SAFETY: `known` holds only live SuperSlabs of this heap,
+                // and `ptr` lies inside `ss`.
+                if let Some(p) = unsafe { self.realloc_known(ss, ptr, new_size, align) } {
+                    return Ok(p);
+                }
+            }
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.realloc_general(ptr, new_size, align) }
+    }
+
+    /// [`realloc`](Self::realloc) for every block its fast path does not
+    /// take (and every block in the hardened build).
+    ///
+    /// # Safety
+    /// As [`realloc`](Self::realloc).
+    #[inline(never)]
+    unsafe fn realloc_general(
         &mut self,
         ptr: *mut u8,
         new_size: usize,
@@ -681,7 +730,7 @@ impl<P: PageSource> Heap<P> {
         // SAFETY: forwarded caller contract.
         let live = unsafe { self.live_block(ptr)? };
         let old = live.usable();
-        let aligned = align.is_power_of_two() && (ptr as usize) % align == 0;
+        let aligned = align.is_power_of_two() && (ptr as usize) & (align - 1) == 0;
         match live {
             // Hardened: the request is the usable size, so growth within
             // the class's room stays in place too.
@@ -772,6 +821,57 @@ impl<P: PageSource> Heap<P> {
             }
         }
         Ok(new)
+    }
+
+    /// [`realloc`](Self::realloc)'s fast path for a slab block of an owned
+    /// SuperSlab at an alignment every block has: one lookup of the slab
+    /// serves the checks, the size and, when the block moves, the free.
+    /// `None` when the block is not a checked slab block (a medium block,
+    /// or an invalid pointer the general path reports); `Some(null)` when
+    /// out of memory, the old block untouched.
+    ///
+    /// # Safety
+    /// `ss` is a live SuperSlab of this heap and `ptr` lies inside it;
+    /// `align` is a power of two at most [`MIN_ALIGN`].
+    #[cfg(not(feature = "hardened"))]
+    #[inline(always)]
+    unsafe fn realloc_known(
+        &mut self,
+        ss: *mut SuperSlab,
+        ptr: *mut u8,
+        new_size: usize,
+        align: usize,
+    ) -> Option<*mut u8> {
+        let p = ptr as usize;
+        // SAFETY: `ss` is live and ours, `ptr` inside it (caller).
+        let slab = unsafe { SuperSlab::slab_of(ss, p, self.geo.unit_shift) };
+        // SAFETY: as above; the same checks as `free_local`'s.
+        unsafe {
+            if (*slab).class == MEDIUM_CLASS
+                || locate::check_carved(slab, p - ss as usize).is_err()
+                || (*ptr.cast::<Block>()).tag == free_tag(ptr)
+            {
+                return None;
+            }
+        }
+        // SAFETY: an assigned slab of a live SuperSlab.
+        let old = unsafe { (*slab).size } as usize;
+        // It stays unless the new size would fit a class at most half its
+        // size (as in the general path).
+        if new_size <= old && old <= 2 * new_size.max(MIN_ALIGN) {
+            return Some(ptr);
+        }
+        let new = self.alloc(new_size, align);
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least this
+            // long; the allocation freed no held block, so `slab` is still
+            // the assigned slab holding `ptr`, which was checked above.
+            unsafe {
+                ptr::copy_nonoverlapping(ptr, new, old.min(new_size));
+                self.push_free(slab, ptr);
+            }
+        }
+        Some(new)
     }
 
     /// Whether the heap owns no held block, large or small (free and

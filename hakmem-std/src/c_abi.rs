@@ -129,13 +129,20 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> Result<*mut u8, CError> {
         unsafe { free(ptr) };
         return Ok(p);
     }
-    // SAFETY: per the caller; bad pointers are detected.
-    let resize =
-        |h: &mut crate::heaps::StdHeap| unsafe { realloc_or_trim(h, ptr, size, MALLOC_ALIGN) };
-    match run(resize, Ok(core::ptr::null_mut())) {
-        Ok(p) if p.is_null() => Err(CError::NoMemory),
-        Ok(p) => Ok(p),
+    // SAFETY: per the caller; bad pointers are detected. An invalid one
+    // aborts from inside (nothing runs after it), so the heap call hands
+    // back a bare pointer, in a register.
+    let resize = |h: &mut crate::heaps::StdHeap| match unsafe {
+        realloc_or_trim(h, ptr, size, MALLOC_ALIGN)
+    } {
+        Ok(p) => p,
         Err(e) => invalid_free(e),
+    };
+    let p = run(resize, core::ptr::null_mut());
+    if p.is_null() {
+        Err(CError::NoMemory)
+    } else {
+        Ok(p)
     }
 }
 
