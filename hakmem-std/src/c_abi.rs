@@ -52,7 +52,14 @@ pub fn malloc(size: usize) -> Result<*mut u8, CError> {
         }
     }
     let p = run(
-        |h| alloc_or_trim(h, |h| h.alloc(size, MALLOC_ALIGN)),
+        #[inline(always)]
+        |h| {
+            alloc_or_trim(
+                h,
+                #[inline(always)]
+                |h| h.alloc(size, MALLOC_ALIGN),
+            )
+        },
         core::ptr::null_mut(),
     );
     if p.is_null() {
@@ -72,7 +79,14 @@ pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
         }
     }
     let p = run(
-        |h| alloc_or_trim(h, |h| h.alloc_zeroed(total, MALLOC_ALIGN)),
+        #[inline(always)]
+        |h| {
+            alloc_or_trim(
+                h,
+                #[inline(always)]
+                |h| h.alloc_zeroed(total, MALLOC_ALIGN),
+            )
+        },
         core::ptr::null_mut(),
     );
     if p.is_null() {
@@ -98,8 +112,12 @@ pub unsafe fn free(ptr: *mut u8) {
         }
         return;
     }
-    // SAFETY: per the caller; bad pointers are detected, not trusted.
-    if let Err(e) = run(|h| unsafe { h.dealloc(ptr) }, Ok(())) {
+    if let Err(e) = run(
+        #[inline(always)]
+        // SAFETY: per the caller; bad pointers are detected, not trusted.
+        |h| unsafe { h.dealloc(ptr) },
+        Ok(()),
+    ) {
         invalid_free(e);
     }
 }
