@@ -111,6 +111,15 @@ RUSTDOCFLAGS="-D warnings" cargo doc -q --no-deps -p hakmem-core -p hakmem-std -
 
 step "cargo publish --dry-run --workspace"
 # --allow-dirty: CI may run on a working tree with changes not committed.
+# Cargo unpacks each packaged crate of the workspace from a temporary
+# local registry into its registry/src cache, under a name from that
+# registry's path, and keeps a copy it unpacked before: a checkout at a
+# path used earlier would verify against that stale copy (a trait member
+# added since then went missing). Our crates' unpacked copies go first.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+for d in "$cargo_home"/registry/src/-*; do
+  [ -d "$d" ] && rm -rf "$d"/hakmem-core-* "$d"/hakmem-std-* "$d"/hakmem-bare-* "$d"/hakmem-malloc-*
+done
 pub_rc=0
 pub_out=$(cargo publish --dry-run --workspace --allow-dirty 2>&1) || pub_rc=$?
 printf '%s\n' "$pub_out" | grep -v '^ *\(Compiling\|Checking\|Updating\|Unpacking\)' | tail -20 || true
