@@ -115,7 +115,10 @@ step "cargo publish --dry-run --workspace"
 # local registry into its registry/src cache, under a name from that
 # registry's path, and keeps a copy it unpacked before: a checkout at a
 # path used earlier would verify against that stale copy (a trait member
-# added since then went missing). Our crates' unpacked copies go first.
+# added since then went missing). Our crates' unpacked copies go first,
+# and so does target/package (what was built from such a copy is taken
+# as current: registry crates are never rebuilt for a changed source).
+rm -rf target/package
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 for d in "$cargo_home"/registry/src/-*; do
   [ -d "$d" ] && rm -rf "$d"/hakmem-core-* "$d"/hakmem-std-* "$d"/hakmem-bare-* "$d"/hakmem-malloc-*
