@@ -116,15 +116,16 @@ step "cargo publish --dry-run --workspace"
 # registry's path, and keeps a copy it unpacked before: a checkout at a
 # path used earlier would verify against that stale copy (a trait member
 # added since then went missing). Our crates' unpacked copies go first,
-# and so does target/package (what was built from such a copy is taken
-# as current: registry crates are never rebuilt for a changed source).
-rm -rf target/package
+# and the dry run builds in a target folder of its own, emptied first
+# (what was built from such a copy is taken as current: registry crates
+# are never rebuilt for a changed source).
+rm -rf target/package target/publish
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 for d in "$cargo_home"/registry/src/-*; do
   [ -d "$d" ] && rm -rf "$d"/hakmem-core-* "$d"/hakmem-std-* "$d"/hakmem-bare-* "$d"/hakmem-malloc-*
 done
 pub_rc=0
-pub_out=$(cargo publish --dry-run --workspace --allow-dirty 2>&1) || pub_rc=$?
+pub_out=$(CARGO_TARGET_DIR=target/publish cargo publish --dry-run --workspace --allow-dirty 2>&1) || pub_rc=$?
 printf '%s\n' "$pub_out" | grep -v '^ *\(Compiling\|Checking\|Updating\|Unpacking\)' | tail -20 || true
 [ "$pub_rc" -eq 0 ] || { echo "FAILED: cargo publish --dry-run --workspace"; exit 1; }
 
