@@ -794,8 +794,9 @@ impl<P: PageSource> Heap<P> {
                 }
                 // Growth that still needs a large block: move pages, not bytes.
                 if new_size > old && new_size > self.geo.max_slab_size() {
-                    // SAFETY: `h` is the live header of the caller's block.
-                    if let Some(p) = unsafe { self.grow_large(h, new_size) } {
+                    // SAFETY: `h` is the live header of the caller's block,
+                    // whose address is `aligned`.
+                    if let Some(p) = unsafe { self.grow_large(h, new_size, align.max(MIN_ALIGN)) } {
                         return Ok(p);
                     }
                 }

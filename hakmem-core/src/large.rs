@@ -594,14 +594,17 @@ impl<P: PageSource> Heap<P> {
     /// a buffer grown step by step costs page-table updates, not copies.
     /// Returns the block's new address, or `None` (nothing changed) when the
     /// source cannot remap, another heap owns the block, or its header is
-    /// not at its region's start (alignments of a SuperSlab or more).
+    /// not at its region's start (alignments over a SuperSlab), or a moved
+    /// region could not keep the block at `align`.
     ///
     /// # Safety
-    /// `h` is the live header of a block nobody else uses during the call.
+    /// `h` is the live header of a block nobody else uses during the call;
+    /// `align` is a power of two the block's address already has.
     pub(crate) unsafe fn grow_large(
         &mut self,
         h: *mut LargeBlock,
         new_size: usize,
+        align: usize,
     ) -> Option<*mut u8> {
         if !P::CAN_REMAP {
             return None;
@@ -614,6 +617,14 @@ impl<P: PageSource> Heap<P> {
                 return None;
             }
             let user_off = (*h).user - (*h).base as usize;
+            // A moved region starts at a multiple of `region_align`, so the
+            // block keeps `align` only if its offset does: a block that is
+            // aligned further than its mapping asked (by chance) moves by
+            // copy instead.
+            let region_align = self.geo.superslab_size().max(align);
+            if user_off % align != 0 {
+                return None;
+            }
             #[cfg(feature = "hardened")]
             let want = user_off.checked_add(new_size.checked_add(crate::hardened::LARGE_TAIL)?)?;
             #[cfg(not(feature = "hardened"))]
@@ -657,7 +668,7 @@ impl<P: PageSource> Heap<P> {
                 NonNull::new_unchecked((*h).base),
                 old_size,
                 total,
-                self.geo.superslab_size(),
+                region_align,
             );
             // (A failed close leaves pages open: less caught, nothing lost.)
             #[cfg(feature = "hardened")]
