@@ -153,6 +153,32 @@ impl<P: PageSource> Heap<P> {
         }
     }
 
+    /// Whether freeing one block of `slab` keeps its counts where they are
+    /// above the slab (it stays live: held blocks remain, or it is pinned),
+    /// so [`count_free_kept`](Self::count_free_kept) may count it.
+    ///
+    /// # Safety
+    /// `slab` is an assigned slab of a live owned SuperSlab.
+    #[inline(always)]
+    pub(crate) unsafe fn free_keeps_live(slab: *const Slab) -> bool {
+        // SAFETY: per the caller.
+        unsafe { (*slab).used > 1 || (*slab).flags & PINNED != 0 }
+    }
+
+    /// [`count_free`](Self::count_free) of one block, where
+    /// [`free_keeps_live`](Self::free_keeps_live) said the slab stays live.
+    ///
+    /// # Safety
+    /// As `count_free`, and `free_keeps_live(slab)` holds.
+    #[inline(always)]
+    pub(crate) unsafe fn count_free_kept(&mut self, slab: *mut Slab) {
+        // SAFETY: per the caller.
+        unsafe {
+            debug_assert!(Self::free_keeps_live(slab) && (*slab).used >= 1);
+            (*slab).used -= 1;
+        }
+    }
+
     /// `slab` holds its first block.
     ///
     /// # Safety

@@ -99,6 +99,9 @@ impl<P: PageSource> Heap<P> {
                         continue;
                     }
                     let c = s.class as usize;
+                    // (So the partial lists of classes past the heap's are
+                    // empty: `alloc_fast` relies on it.)
+                    ensure(c < geo.slab_classes, "slab class", slab as usize)?;
                     let bump = s.bump.load(Ordering::Relaxed);
                     ensure(
                         s.head as usize == u && s.span >= 1,

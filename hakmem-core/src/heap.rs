@@ -304,41 +304,117 @@ impl<P: PageSource> Heap<P> {
     /// The allocation fast path: pop the current slab's free list.
     #[inline(always)]
     pub(crate) fn alloc_class(&mut self, c: usize, zero: bool) -> *mut u8 {
-        // SAFETY: `c < NUM_CLASSES` (callers derive it from the class table).
-        let slab = unsafe { *self.partial.get_unchecked(c) };
-        if !slab.is_null() {
-            // SAFETY: partial slabs are assigned slabs of live owned
-            // SuperSlabs; their free-list blocks are free blocks of theirs.
-            unsafe {
-                let b = (*slab).free;
-                if !b.is_null() {
-                    self.take_free(slab, b);
-                    if zero {
-                        ptr::write_bytes(b.cast::<u8>(), 0, (*slab).size as usize);
-                    }
-                    return b.cast();
-                }
-            }
+        let b = self.pop_current(c);
+        if b.is_null() {
+            return self.alloc_refill(c, zero);
         }
-        self.alloc_refill(c, zero)
+        if zero {
+            // SAFETY: `b` was just popped from the current slab of class
+            // `c`, whose blocks are its size.
+            unsafe { ptr::write_bytes(b, 0, (*self.partial[c]).size as usize) };
+        }
+        b
     }
 
-    /// Pops `b`, the head of `slab`'s free list, for the application.
+    /// The allocation fast path alone, for callers that bracket it with
+    /// their own cheap entry and exit (the C ABI, the Rust allocator): a
+    /// request of a size in the class table at an alignment every class has
+    /// (at most 16 B), popped from the current slab's free list. Null when
+    /// that path does not apply (another tier, no free block at hand, a
+    /// link that fails its check): nothing changed, and
+    /// [`alloc`](Self::alloc) serves (or reports) the request. The
+    /// `hardened` build always returns null (its blocks carry canaries).
+    #[inline(always)]
+    pub fn alloc_fast(&mut self, size: usize, align: usize) -> *mut u8 {
+        #[cfg(feature = "hardened")]
+        {
+            let _ = (size, align);
+            ptr::null_mut()
+        }
+        #[cfg(not(feature = "hardened"))]
+        {
+            if size > TABLE_MAX || align > MIN_ALIGN {
+                return ptr::null_mut();
+            }
+            // (Classes past the heap's slab classes never have a current
+            // slab.)
+            self.pop_current(class_of_table(size))
+        }
+    }
+
+    /// Pops the head of class `c`'s current slab's free list, counted held;
+    /// null (nothing changed) when there is no current slab, its list is
+    /// empty, or the head fails [`head_intact`](Self::head_intact) — then
+    /// [`alloc_refill`](Self::alloc_refill) takes the same head through
+    /// [`take_free`](Self::take_free), which reports it.
+    #[inline(always)]
+    fn pop_current(&mut self, c: usize) -> *mut u8 {
+        // SAFETY: `c < NUM_CLASSES` (callers derive it from the class table).
+        let slab = unsafe { *self.partial.get_unchecked(c) };
+        if slab.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: partial slabs are assigned slabs of live owned
+        // SuperSlabs; their free-list blocks are free blocks of theirs, and
+        // the head slab of a partial list is the pinned current one.
+        unsafe {
+            let b = (*slab).free;
+            if b.is_null() || !self.head_intact(slab, b) {
+                return ptr::null_mut();
+            }
+            self.pop_head(slab, b);
+            b.cast()
+        }
+    }
+
+    /// Pops `b`, the head of `slab`'s free list, for the application; a
+    /// head that fails its check is reported (the heap is corrupted).
     ///
     /// # Safety
     /// `slab` is the current (pinned) slab of its class, of a live owned
     /// SuperSlab, and `b` its free list's head, not null.
     #[inline(always)]
     unsafe fn take_free(&mut self, slab: *mut Slab, b: *mut Block) {
-        // SAFETY: per the caller; the tag says whether the link is ours.
+        // SAFETY: per the caller.
+        unsafe {
+            if !self.head_intact(slab, b) {
+                corrupted(b.cast());
+            }
+            self.pop_head(slab, b);
+        }
+    }
+
+    /// Whether `b`, the head of `slab`'s free list, is intact: its tag says
+    /// the link is ours (and, hardened, its poison and canary hold).
+    ///
+    /// # Safety
+    /// As [`take_free`](Self::take_free).
+    #[inline(always)]
+    unsafe fn head_intact(&self, slab: *mut Slab, b: *mut Block) -> bool {
+        // SAFETY: per the caller: `b` is a free block, its link words ours.
         unsafe {
             if (*b).tag != free_tag(b.cast()) {
-                corrupted(b.cast());
+                return false;
             }
             #[cfg(feature = "hardened")]
             if !crate::hardened::check_reuse(self.superslab_of(b.cast()), slab, b) {
-                corrupted(b.cast());
+                return false;
             }
+        }
+        let _ = slab;
+        true
+    }
+
+    /// Unlinks the checked head `b` of `slab`'s free list and counts it
+    /// held.
+    ///
+    /// # Safety
+    /// As [`take_free`](Self::take_free), and `b` passed
+    /// [`head_intact`](Self::head_intact).
+    #[inline(always)]
+    unsafe fn pop_head(&mut self, slab: *mut Slab, b: *mut Block) {
+        // SAFETY: per the caller.
+        unsafe {
             (*slab).free = (*b).next;
             (*b).tag = 0;
             self.count_alloc_current(slab);
@@ -474,6 +550,60 @@ impl<P: PageSource> Heap<P> {
     /// is read as a header; see docs/design.md).
     #[inline(always)]
     pub unsafe fn dealloc(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
+        // SAFETY: forwarded caller contract.
+        if unsafe { self.free_fast(ptr) } {
+            return Ok(());
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.dealloc_general(ptr) }
+    }
+
+    /// The free fast path alone, for callers that bracket it with their own
+    /// cheap entry and exit (the C ABI, the Rust allocator): `true` when
+    /// `ptr` was a held block of a slab of one of this heap's SuperSlabs
+    /// (the `known` cache) that keeps its place (listed partial, not turning
+    /// empty), now on that slab's free list, counted free. `false`: nothing
+    /// changed, and [`dealloc`](Self::dealloc) frees (or reports) it — every
+    /// check a free makes is made there again, so a bad pointer is refused
+    /// here without a report. The `hardened` build always returns false.
+    ///
+    /// # Safety
+    /// As [`dealloc`](Self::dealloc).
+    #[inline(always)]
+    pub unsafe fn free_fast(&mut self, ptr: *mut u8) -> bool {
+        if cfg!(feature = "hardened") {
+            return false;
+        }
+        let Some(ss) = self.known_superslab(ptr) else {
+            return false;
+        };
+        let p = ptr as usize;
+        // SAFETY: `known` holds only live SuperSlabs of this heap, and `ptr`
+        // lies inside `ss`; a block that passes `check_carved` is a block
+        // boundary of the slab's carved range, whose first words are ours
+        // to read (and, free, our links).
+        unsafe {
+            let slab = SuperSlab::slab_of(ss, p, self.geo.unit_shift);
+            if locate::check_carved(slab, p - ss as usize).is_err()
+                || (*ptr.cast::<Block>()).tag == free_tag(ptr)
+                || (*slab).flags & IN_PARTIAL == 0
+                || !Self::free_keeps_live(slab)
+            {
+                return false;
+            }
+            Self::link_free(slab, ptr);
+            self.count_free_kept(slab);
+        }
+        true
+    }
+
+    /// [`dealloc`](Self::dealloc) for every block its fast path does not
+    /// take.
+    ///
+    /// # Safety
+    /// As [`dealloc`](Self::dealloc).
+    #[inline(never)]
+    unsafe fn dealloc_general(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         if let Some(ss) = self.known_superslab(ptr) {
             // SAFETY: `known` holds only live SuperSlabs of this heap.
             return unsafe { self.free_local(ss, ptr) };
@@ -582,6 +712,24 @@ impl<P: PageSource> Heap<P> {
     /// `ptr` one of its held blocks, checked (carved, not free).
     #[inline(always)]
     unsafe fn push_free(&mut self, slab: *mut Slab, ptr: *mut u8) {
+        // SAFETY: per the caller.
+        unsafe {
+            Self::link_free(slab, ptr);
+            if (*slab).flags & IN_PARTIAL == 0 {
+                self.link_partial_tail(slab);
+            }
+            // Last: counting may empty the SuperSlab and release it.
+            self.count_free(slab, 1);
+        }
+    }
+
+    /// Links the checked block `ptr` at the head of `slab`'s free list,
+    /// tagged free (and, hardened, poisoned); counts nothing.
+    ///
+    /// # Safety
+    /// As [`push_free`](Self::push_free).
+    #[inline(always)]
+    unsafe fn link_free(slab: *mut Slab, ptr: *mut u8) {
         let b = ptr.cast::<Block>();
         // SAFETY: per the caller.
         unsafe {
@@ -590,11 +738,6 @@ impl<P: PageSource> Heap<P> {
             #[cfg(feature = "hardened")]
             crate::hardened::poison(ptr, (*slab).size as usize);
             (*slab).free = b;
-            if (*slab).flags & IN_PARTIAL == 0 {
-                self.link_partial_tail(slab);
-            }
-            // Last: counting may empty the SuperSlab and release it.
-            self.count_free(slab, 1);
         }
     }
 

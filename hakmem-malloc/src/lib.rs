@@ -66,6 +66,20 @@ static INIT: extern "C" fn() = hakmem_init;
 /// C `malloc`.
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    // The fast path makes no call, so it needs no stack frame; everything
+    // else (errno included) is behind one tail call.
+    let p = c_abi::malloc_fast(size);
+    if !p.is_null() {
+        return p.cast();
+    }
+    malloc_general(size)
+}
+
+/// `malloc` from the start, for every request its fast path did not serve.
+/// (`extern "C"`, so it cannot unwind into `malloc`, whose call to it is
+/// then a plain tail jump.)
+#[inline(never)]
+extern "C" fn malloc_general(size: usize) -> *mut c_void {
     ptr_or_errno(c_abi::malloc(size))
 }
 
@@ -81,6 +95,22 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// C's contract for `free`.
 #[no_mangle]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // SAFETY: C's contract; a pointer the fast path cannot vouch for goes
+    // to `free_general`, which detects and reports bad ones.
+    if unsafe { c_abi::free_fast(ptr.cast()) } {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { free_general(ptr) }
+}
+
+/// `free` from the start, for every block its fast path did not take
+/// (`extern "C"` as `malloc_general` is).
+///
+/// # Safety
+/// As `free`.
+#[inline(never)]
+unsafe extern "C" fn free_general(ptr: *mut c_void) {
     // SAFETY: C's contract; bad pointers are detected and reported.
     unsafe { c_abi::free(ptr.cast()) }
 }

@@ -42,6 +42,29 @@ pub fn init() {
     global::init_now(Config::DEFAULT);
 }
 
+/// `malloc`'s fast path alone: a block from the calling thread's current
+/// slab of the size's class, or null when that path does not apply (then
+/// [`malloc`] serves the request from the start). Always null in the
+/// `hardened` build.
+#[inline(always)]
+pub fn malloc_fast(size: usize) -> *mut u8 {
+    global::alloc_fast(size, MALLOC_ALIGN)
+}
+
+/// `free`'s fast path alone: `true` when `ptr` was a block of the calling
+/// thread's own heap that went back on its slab's free list; `false`
+/// (nothing changed) otherwise — then [`free`] frees or reports it, with
+/// every check made again. Always false in the `hardened` build.
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+pub unsafe fn free_fast(ptr: *mut u8) -> bool {
+    // SAFETY: per the caller; a pointer the fast path cannot vouch for is
+    // left to `free`.
+    unsafe { global::free_fast(ptr) }
+}
+
 /// `malloc`. Null with `Err(NoMemory)` on failure.
 #[inline]
 pub fn malloc(size: usize) -> Result<*mut u8, CError> {

@@ -140,6 +140,63 @@ pub(crate) fn with_heap<const AUTOSTART: bool, R>(
     with_heap_slow::<AUTOSTART, R>(cfg, f, fail)
 }
 
+/// Runs the fast path `f` on the calling thread's own heap, if it has one
+/// and no visitor wants it; else returns `no` without calling `f`. For
+/// fast paths that change nothing when they do not apply (`alloc_fast`,
+/// `free_fast`): the caller then takes the full path through
+/// [`with_heap`]. No call is made here, so a fast path that makes none
+/// either needs no stack frame.
+#[inline(always)]
+pub(crate) fn on_own_heap<R>(f: impl FnOnce(&mut StdHeap) -> R, no: R) -> R {
+    let slot = current();
+    if slot as usize <= DEAD {
+        return no;
+    }
+    // SAFETY: a slot pointer in the thread word is this thread's owned slot;
+    // slots are never freed.
+    let s = unsafe { &*slot };
+    if !s.try_enter() {
+        return no;
+    }
+    // SAFETY: between enter and leave the owner has the heap.
+    let r = f(unsafe { s.heap() });
+    s.leave();
+    r
+}
+
+/// `Heap::alloc_fast` on the calling thread's own heap ([`on_own_heap`]):
+/// null when it does not apply, and always in the `hardened` build.
+#[inline(always)]
+pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
+    if cfg!(feature = "hardened") {
+        return ptr::null_mut();
+    }
+    on_own_heap(
+        #[inline(always)]
+        |h| h.alloc_fast(size, align),
+        ptr::null_mut(),
+    )
+}
+
+/// `Heap::free_fast` on the calling thread's own heap ([`on_own_heap`]):
+/// false (nothing changed) when it does not apply, and always in the
+/// `hardened` build.
+///
+/// # Safety
+/// As `Heap::dealloc`.
+#[inline(always)]
+pub(crate) unsafe fn free_fast(ptr: *mut u8) -> bool {
+    if cfg!(feature = "hardened") {
+        return false;
+    }
+    on_own_heap(
+        #[inline(always)]
+        // SAFETY: per the caller.
+        |h| unsafe { h.free_fast(ptr) },
+        false,
+    )
+}
+
 #[cold]
 fn with_heap_slow<const AUTOSTART: bool, R>(
     cfg: &Config,
@@ -360,17 +417,44 @@ pub(crate) unsafe fn realloc_or_trim(
     Ok(p)
 }
 
+impl HakMem {
+    /// [`GlobalAlloc::alloc`] from the start, for every request its fast
+    /// path (`Heap::alloc_fast`) did not serve.
+    #[inline(never)]
+    fn alloc_general(&self, layout: Layout) -> *mut u8 {
+        with_heap::<true, _>(
+            &self.cfg,
+            |h| alloc_or_trim(h, |h| h.alloc(layout.size(), layout.align())),
+            ptr::null_mut(),
+        )
+    }
+
+    /// [`GlobalAlloc::dealloc`] from the start, for every block its fast
+    /// path (`Heap::free_fast`) did not take.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::dealloc`.
+    #[inline(never)]
+    unsafe fn dealloc_general(&self, ptr: *mut u8) {
+        // SAFETY: per the caller.
+        let r = with_heap::<true, _>(&self.cfg, |h| unsafe { h.dealloc(ptr) }, Ok(()));
+        if let Err(e) = r {
+            invalid_free(e);
+        }
+    }
+}
+
 // SAFETY: every method returns memory from a hakmem heap honouring the
 // layout (size and alignment), or null; dealloc/realloc accept exactly the
 // pointers hakmem returned, from any thread; nothing here unwinds.
 unsafe impl GlobalAlloc for HakMem {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        with_heap::<true, _>(
-            &self.cfg,
-            |h| alloc_or_trim(h, |h| h.alloc(layout.size(), layout.align())),
-            ptr::null_mut(),
-        )
+        let p = alloc_fast(layout.size(), layout.align());
+        if !p.is_null() {
+            return p;
+        }
+        self.alloc_general(layout)
     }
 
     #[inline]
@@ -384,11 +468,13 @@ unsafe impl GlobalAlloc for HakMem {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours.
-        let r = with_heap::<true, _>(&self.cfg, |h| unsafe { h.dealloc(ptr) }, Ok(()));
-        if let Err(e) = r {
-            invalid_free(e);
+        // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours; one
+        // the fast path cannot vouch for goes to `dealloc_general`.
+        if unsafe { free_fast(ptr) } {
+            return;
         }
+        // SAFETY: as above.
+        unsafe { self.dealloc_general(ptr) }
     }
 
     #[inline]

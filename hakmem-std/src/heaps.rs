@@ -102,19 +102,31 @@ impl Slot {
         unsafe { (*self.heap.get()).assume_init_mut() }
     }
 
-    /// Starts an owner operation.
-    #[cfg(hakmem_std_linux)]
+    /// Starts an owner operation, waiting while a visitor has the heap.
     #[inline(always)]
     pub fn enter(&self) {
-        self.busy.store(true, Ordering::Relaxed);
-        // Visitors make this ordering real with membarrier (module doc).
-        compiler_fence(Ordering::SeqCst);
-        if self.want.load(Ordering::Acquire) {
+        if !self.try_enter() {
             self.enter_slow();
         }
     }
 
-    /// Starts an owner operation, where no membarrier exists: the owner
+    /// Starts an owner operation unless a visitor wants the heap: `false`
+    /// (and `busy` clear again) then, for callers that take their slow
+    /// path instead of waiting here.
+    #[cfg(hakmem_std_linux)]
+    #[inline(always)]
+    pub fn try_enter(&self) -> bool {
+        self.busy.store(true, Ordering::Relaxed);
+        // Visitors make this ordering real with membarrier (module doc).
+        compiler_fence(Ordering::SeqCst);
+        if self.want.load(Ordering::Acquire) {
+            self.busy.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// [`try_enter`](Self::try_enter) where no membarrier exists: the owner
     /// orders its store to `busy` before its load of `want` itself, with a
     /// `SeqCst` fence, matched by the visitor's fence between its store of
     /// `want` and its load of `busy` (module doc): with a fence on each
@@ -122,12 +134,14 @@ impl Slot {
     /// swap of `busy` instead measured no faster on x86_64.)
     #[cfg(not(hakmem_std_linux))]
     #[inline(always)]
-    pub fn enter(&self) {
+    pub fn try_enter(&self) -> bool {
         self.busy.store(true, Ordering::Relaxed);
         core::sync::atomic::fence(Ordering::SeqCst);
         if self.want.load(Ordering::Acquire) {
-            self.enter_slow();
+            self.busy.store(false, Ordering::Release);
+            return false;
         }
+        true
     }
 
     #[cold]
