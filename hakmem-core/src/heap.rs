@@ -597,13 +597,14 @@ impl<P: PageSource> Heap<P> {
         true
     }
 
-    /// [`dealloc`](Self::dealloc) for every block its fast path does not
-    /// take.
+    /// [`dealloc`](Self::dealloc) without trying its fast path first: for
+    /// callers that have just tried [`free_fast`](Self::free_fast) (which
+    /// changed nothing), and for every block that path does not take.
     ///
     /// # Safety
     /// As [`dealloc`](Self::dealloc).
     #[inline(never)]
-    unsafe fn dealloc_general(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
+    pub unsafe fn dealloc_general(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         if let Some(ss) = self.known_superslab(ptr) {
             // SAFETY: `known` holds only live SuperSlabs of this heap.
             return unsafe { self.free_local(ss, ptr) };

@@ -112,7 +112,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 #[inline(never)]
 unsafe extern "C" fn free_general(ptr: *mut c_void) {
     // SAFETY: C's contract; bad pointers are detected and reported.
-    unsafe { c_abi::free(ptr.cast()) }
+    unsafe { c_abi::free_general(ptr.cast()) }
 }
 
 /// C `realloc`.

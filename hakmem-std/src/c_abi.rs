@@ -125,6 +125,21 @@ pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
 /// If `ptr` is a live block, nothing uses it afterwards.
 #[inline]
 pub unsafe fn free(ptr: *mut u8) {
+    // SAFETY: per the caller.
+    unsafe {
+        if !free_fast(ptr) {
+            free_general(ptr);
+        }
+    }
+}
+
+/// [`free`] after its fast path ([`free_fast`]) refused `ptr`: every
+/// check made, a bad pointer reported (the message, then abort).
+///
+/// # Safety
+/// As [`free`].
+#[inline]
+pub unsafe fn free_general(ptr: *mut u8) {
     if ptr.is_null() {
         return;
     }
@@ -138,7 +153,7 @@ pub unsafe fn free(ptr: *mut u8) {
     if let Err(e) = run(
         #[inline(always)]
         // SAFETY: per the caller; bad pointers are detected, not trusted.
-        |h| unsafe { h.dealloc(ptr) },
+        |h| unsafe { h.dealloc_general(ptr) },
         Ok(()),
     ) {
         invalid_free(e);

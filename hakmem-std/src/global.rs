@@ -437,7 +437,7 @@ impl HakMem {
     #[inline(never)]
     unsafe fn dealloc_general(&self, ptr: *mut u8) {
         // SAFETY: per the caller.
-        let r = with_heap::<true, _>(&self.cfg, |h| unsafe { h.dealloc(ptr) }, Ok(()));
+        let r = with_heap::<true, _>(&self.cfg, |h| unsafe { h.dealloc_general(ptr) }, Ok(()));
         if let Err(e) = r {
             invalid_free(e);
         }
