@@ -197,7 +197,8 @@ pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErr
 /// slab's first block): held or free, else `Underflow`.
 ///
 /// # Safety
-/// `b` is a carved block of `slab`, a slab of the live SuperSlab `ss`.
+/// `b` is a carved block start of `slab`, a slab of the live SuperSlab
+/// `ss`.
 #[inline(always)]
 unsafe fn check_below(
     ss: *mut SuperSlab,
@@ -207,8 +208,9 @@ unsafe fn check_below(
     // SAFETY: per the caller; the block below is carved (carving goes up).
     unsafe {
         let size = (*slab).size as usize;
-        let off = b as usize - ss as usize;
-        if off < (*slab).start as usize + size {
+        // `b` is a carved block start, so only the first one lies below
+        // `start + size`: one comparison, no addition.
+        if b as usize - ss as usize == (*slab).start as usize {
             return Ok(());
         }
         let below = b.sub(size);
