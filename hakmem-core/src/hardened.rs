@@ -104,20 +104,33 @@ static PADDED_CLASS: [u8; TABLE_MAX / MIN_ALIGN + 1] = {
 /// Bytes of `FILL` right after every small request.
 const SLACK: usize = 8;
 
-/// The secret of a block's words: its address mixed with a salt, so a
-/// value written from outside rarely decodes (and never the same way at two
-/// addresses).
+/// The key of a block's tail word: its address with the top bits of a
+/// constant, so that no word a program commonly leaves there decodes.
 #[inline(always)]
 fn key(addr: usize) -> usize {
-    // One multiplication by an odd constant (a bijection: neighbours never
-    // share a key, and a small difference of addresses spreads over the
-    // whole word), the top bit set so that a word with it clear (zero, a
-    // small number, a pointer) never decodes to a size. No salt: it would
-    // cost a constant and an instruction at each of the three keys of a
-    // pair, and being public it would keep nothing secret.
-    // (On 32-bit targets the constant is truncated: still odd.)
-    addr.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize) | 1 << (usize::BITS - 1)
+    // One exclusive or with a constant (a bijection: neighbours never share
+    // a key). On 64-bit targets the address's top 16 bits are all zero or
+    // all one (canonical addresses), so the key's are `0x9e37` or `0x61c8`:
+    // a zero word, a small number, a pointer or a byte pattern repeated
+    // (`FILL`, `0x41…`) decodes to a number past 2^47, never to a size nor
+    // to `FREE`. On 32-bit targets the constant's top bit is set and the
+    // RAM of the boards served lies below 2^31, so a held key's top bit is
+    // set. (It was the address times an odd constant, with the top bit
+    // forced: a key whose top byte varies from block to block, at a
+    // multiplication, two constants and an `or` more per key, three keys a
+    // pair; the top byte is now the same for every block, so a 1-byte
+    // underflow writing exactly `0x9e` over a held block below, or `0x61`
+    // over a free one, goes unseen — `0x00`, `0xff`, `FILL` and any other
+    // byte is seen.)
+    addr ^ KEY
 }
+
+/// The constant of [`key`].
+const KEY: usize = if usize::BITS == 64 {
+    0x9e37_79b9_7f4a_7c15_u64 as usize
+} else {
+    0x9e37_79b9_u32 as usize
+};
 
 /// Offset of the poisoned word of a free block (after its link and tag).
 const POISON_AT: usize = 16;
@@ -184,7 +197,8 @@ pub(crate) unsafe fn held_size(b: *mut u8, size: usize) -> Result<usize, FreeErr
 /// slab's first block): held or free, else `Underflow`.
 ///
 /// # Safety
-/// `b` is a carved block of `slab`, a slab of the live SuperSlab `ss`.
+/// `b` is a carved block start of `slab`, a slab of the live SuperSlab
+/// `ss`.
 #[inline(always)]
 unsafe fn check_below(
     ss: *mut SuperSlab,
@@ -194,8 +208,9 @@ unsafe fn check_below(
     // SAFETY: per the caller; the block below is carved (carving goes up).
     unsafe {
         let size = (*slab).size as usize;
-        let off = b as usize - ss as usize;
-        if off < (*slab).start as usize + size {
+        // `b` is a carved block start, so only the first one lies below
+        // `start + size`: one comparison, no addition.
+        if b as usize - ss as usize == (*slab).start as usize {
             return Ok(());
         }
         let below = b.sub(size);
@@ -684,18 +699,35 @@ mod tests {
 
     #[test]
     fn overwritten_tail_words_never_decode() {
-        for a in (0x1000usize..0x100000).step_by(16) {
-            // A held size has the top bit set, FREE has it clear, and a
-            // tail word overwritten with FILL (or zeros) decodes to neither.
-            assert_eq!(key(a) >> (usize::BITS - 1), 1);
+        // Low user-space addresses, the top of a 47-bit user space and, on
+        // 64-bit targets, the higher half (bare-metal kernels).
+        let starts: [usize; 3] = if usize::BITS == 64 {
+            [
+                0x1000,
+                0x7fff_ffff_0000_u64 as usize,
+                0xffff_8000_0000_0000_u64 as usize,
+            ]
+        } else {
+            [0x1000, 0x2000_0000, 0x7f00_0000]
+        };
+        // Past any block's room (well past, on 64-bit targets).
+        let limit: usize = if usize::BITS == 64 { 1 << 47 } else { 1 << 24 };
+        for a in starts.iter().flat_map(|&s| (s..s + 0x100000).step_by(16)) {
             assert_ne!(key(a), key(a + 16));
+            // A zero word, a small number, pointers (an address near the
+            // block, one elsewhere), `FILL` and `0x41…` decode to neither
+            // a size nor `FREE`.
             for w in [
                 FILL_WORD as usize,
                 0,
+                100,
+                a,
+                a + 4096,
+                a.wrapping_sub(1 << 24),
                 usize::from_ne_bytes([0x41; core::mem::size_of::<usize>()]),
             ] {
                 let n = w ^ key(a);
-                assert!(n != FREE && n > u32::MAX as usize, "{a:#x} {w:#x}");
+                assert!(n != FREE && n >= limit, "{a:#x} {w:#x}");
             }
         }
     }

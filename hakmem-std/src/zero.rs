@@ -26,20 +26,43 @@ const SLOTS: usize = REGION / SLOT;
 /// Bits per bitmap word.
 const BITS: usize = usize::BITS as usize;
 
-/// Start of the region; 0: not reserved yet; 1: the reservation failed.
-static BASE: AtomicUsize = AtomicUsize::new(0);
+/// Start of the region; [`UNRESERVED`], [`FAILED`] or [`RESERVING`] before
+/// it is one.
+static BASE: AtomicUsize = AtomicUsize::new(UNRESERVED);
+/// [`BASE`]: not reserved yet.
+const UNRESERVED: usize = 0;
+/// [`BASE`]: the reservation failed.
+const FAILED: usize = 1;
+/// [`BASE`]: a thread is reserving the region (the others' zero-size
+/// requests go to the heap meanwhile).
+const RESERVING: usize = 2;
 /// The live-slot bitmap (valid once `BASE` is a region).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// Next unused slot.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// The region's start as [`contains`] reads it (every `free` does):
+/// [`NO_WINDOW`] until the region is reserved, so one subtraction and one
+/// comparison tell a zero-size block, with no test of the state.
+static WINDOW: AtomicUsize = AtomicUsize::new(NO_WINDOW);
+/// [`WINDOW`] with no region: the last [`REGION`] bytes of the address
+/// space, where no block lies.
+const NO_WINDOW: usize = REGION.wrapping_neg();
 
-/// The region and its bitmap, reserved on first use.
+/// The region and its bitmap, reserved on first use by one thread (the
+/// first to claim [`RESERVING`]: a thread that lost the claim never
+/// publishes its own bitmap over the winner's).
 fn region() -> Option<(usize, *const AtomicUsize)> {
     let b = BASE.load(Ordering::Acquire);
-    if b > 1 {
+    if b > RESERVING {
         return Some((b, LIVE.load(Ordering::Relaxed) as *const AtomicUsize));
     }
-    if b == 1 {
+    if b != UNRESERVED
+        || BASE
+            .compare_exchange(UNRESERVED, RESERVING, Ordering::Acquire, Ordering::Acquire)
+            .is_err()
+    {
+        // Failed, or another thread reserves it now: the heap serves this
+        // request.
         return None;
     }
     // SAFETY: fresh anonymous mappings alias nothing.
@@ -60,17 +83,18 @@ fn region() -> Option<(usize, *const AtomicUsize)> {
             (Ok(b), Ok(m)) => (b as usize, m as usize),
             _ => {
                 // A failed half stays mapped: address space, never touched.
-                BASE.store(1, Ordering::Release);
+                BASE.store(FAILED, Ordering::Release);
                 return None;
             }
         }
     };
+    // The bitmap and the window before the base that publishes them (a
+    // block of the region reaches another thread only after its `alloc`
+    // read the base).
     LIVE.store(bits, Ordering::Relaxed);
-    match BASE.compare_exchange(0, base, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Some((base, bits as *const AtomicUsize)),
-        // Another thread reserved first; ours stays unused (address space).
-        Err(_) => region(),
-    }
+    WINDOW.store(base, Ordering::Relaxed);
+    BASE.store(base, Ordering::Release);
+    Some((base, bits as *const AtomicUsize))
 }
 
 /// A fresh zero-size block, or `None` (use the heap).
@@ -90,8 +114,7 @@ pub(crate) fn alloc() -> Option<*mut u8> {
 /// take it).
 #[inline(always)]
 pub(crate) fn contains(p: *mut u8) -> bool {
-    let b = BASE.load(Ordering::Relaxed);
-    (p as usize).wrapping_sub(b) < REGION && b > 1
+    (p as usize).wrapping_sub(WINDOW.load(Ordering::Relaxed)) < REGION
 }
 
 /// The slot of `p` (in the region), checked live; `clear`: free it.
@@ -124,7 +147,11 @@ fn check(p: *mut u8, clear: bool) -> Result<(), FreeError> {
     Ok(())
 }
 
-/// Frees the zero-size block `p` (`contains(p)`).
+/// Frees the zero-size block `p` (`contains(p)`). Out of line and cold, so
+/// that `free` itself stays small enough to be inlined into the exported
+/// symbol.
+#[cold]
+#[inline(never)]
 pub(crate) fn free(p: *mut u8) -> Result<(), FreeError> {
     check(p, true)
 }
@@ -158,5 +185,10 @@ mod tests {
         assert_eq!(free(never).unwrap_err().kind, FreeErrorKind::NotAllocated);
         free(b).unwrap();
         assert!(!contains(ptr::null_mut()));
+        assert!(!contains(ptr::without_provenance_mut(usize::MAX)));
+        let (base, _) = region().expect("reserved");
+        let base = ptr::without_provenance_mut::<u8>(base);
+        assert!(contains(base) && contains(base.wrapping_add(REGION - 1)));
+        assert!(!contains(base.wrapping_sub(1)) && !contains(base.wrapping_add(REGION)));
     }
 }
