@@ -2,7 +2,8 @@
 //! `LD_PRELOAD=target/release/libhakmem.so program`.
 //!
 //! Only `extern "C"` forwards live here: each allocation symbol calls
-//! `hakmem_std::c_abi` and sets `errno` on failure; hakmem's own interface
+//! `hakmem_std::c_abi` and sets `errno` on failure (C++ `operator new` and
+//! `delete`, with C++'s failure semantics, are in `cxx.rs`); hakmem's own interface
 //! (`include/hakmem.h`) and glibc's introspection calls (`malloc_trim`,
 //! `mallinfo2`, `mallinfo`, `malloc_stats`) call `hakmem_std::c_api`. Being a crate of its
 //! own, a Rust program that depends on hakmem-std never gets its `malloc`
@@ -21,6 +22,8 @@ compile_error!(
 );
 
 use core::ffi::{c_char, c_void};
+
+mod cxx;
 
 use hakmem_std::c_abi::{self, CError};
 use hakmem_std::c_api;

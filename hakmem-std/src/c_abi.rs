@@ -280,3 +280,12 @@ pub unsafe fn usable_size(ptr: *mut u8) -> usize {
         Err(e) => invalid_free(e),
     }
 }
+
+/// Prints `hakmem: out of memory in <what>` on stderr and aborts: for an
+/// entry point with no way to report failure (C++ `operator new` when no
+/// C++ runtime can throw for it).
+#[cold]
+pub fn out_of_memory_abort(what: &str) -> ! {
+    crate::stats::write_stderr(format_args!("hakmem: out of memory in {what}\n"));
+    std::process::abort()
+}

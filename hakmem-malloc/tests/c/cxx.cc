@@ -1,5 +1,6 @@
-// C++ under libhakmem.so: operator new/delete (libstdc++ calls malloc and
-// free), over-aligned new (aligned_alloc), containers and strings,
+// C++ under libhakmem.so: operator new/delete (libhakmem's own, and C++'s
+// failure semantics: std::bad_alloc, nullptr from the nothrow forms, the
+// new_handler loop), over-aligned new, containers and strings,
 // exceptions (allocated with malloc), shared_ptr handed across threads,
 // and thread_local objects whose destructors free at thread exit.
 // Prints "cxx ok" and exits 0.
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <new>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -107,8 +109,84 @@ static void require_hakmem() {
     }
 }
 
+static int handler_calls = 0;
+
+// Called by operator new's failure loop; gives up on its second call.
+static void handler() {
+    if (++handler_calls == 2)
+        std::set_new_handler(nullptr);
+}
+
+struct alignas(4096) Page {
+    unsigned char b[4096];
+};
+
+static void new_semantics() {
+    const char *any = std::getenv("HAKMEM_TEST_ANY_MALLOC");
+    if (!(any && std::strcmp(any, "1") == 0)) {
+        // operator new and delete are libhakmem's own, not libstdc++'s
+        // calling malloc.
+        for (const char *sym : {"_Znwm", "_ZdlPv", "_ZnwmSt11align_val_t", "_ZdlPvm"}) {
+            Dl_info info;
+            void *f = dlsym(RTLD_DEFAULT, sym);
+            CHECK(f && dladdr(f, &info) && info.dli_fname &&
+                  std::strstr(info.dli_fname, "libhakmem"));
+        }
+    }
+    volatile std::size_t huge = SIZE_MAX / 4;
+    bool thrown = false;
+    try {
+        char *p = new char[huge];
+        p[0] = 1;
+        delete[] p;
+    } catch (const std::bad_alloc &) {
+        thrown = true;
+    }
+    CHECK(thrown);
+    CHECK(new (std::nothrow) char[huge] == nullptr);
+    // The handler runs, and operator new asks again, until it gives up.
+    std::set_new_handler(handler);
+    thrown = false;
+    try {
+        void *p = ::operator new(huge);
+        ::operator delete(p);
+    } catch (const std::bad_alloc &) {
+        thrown = true;
+    }
+    CHECK(thrown && handler_calls == 2);
+    thrown = false;
+    try {
+        void *p = ::operator new(huge, std::align_val_t(4096));
+        ::operator delete(p, std::align_val_t(4096));
+    } catch (const std::bad_alloc &) {
+        thrown = true;
+    }
+    CHECK(thrown);
+    CHECK(::operator new(huge, std::align_val_t(64), std::nothrow) == nullptr);
+    // Over-aligned, plain and nothrow, single and array; sized deletes.
+    Page *pg = new Page;
+    CHECK(reinterpret_cast<std::uintptr_t>(pg) % 4096 == 0);
+    pg->b[4095] = 1;
+    delete pg;
+    Page *pa = new (std::nothrow) Page[3];
+    CHECK(pa && reinterpret_cast<std::uintptr_t>(pa) % 4096 == 0);
+    pa[2].b[0] = 1;
+    delete[] pa;
+    for (std::size_t n = 0; n < 5000; n += 7) {
+        auto *v = static_cast<unsigned char *>(::operator new(n));
+        if (n)
+            v[n - 1] = 1;
+        ::operator delete(v, n);
+        auto *w = new (std::nothrow) unsigned char[n + 1];
+        CHECK(w);
+        w[n] = 2;
+        delete[] w;
+    }
+}
+
 int main() {
     require_hakmem();
+    new_semantics();
     for (int round = 0; round < 10; round++) {
         std::vector<std::thread> ts;
         for (int i = 0; i < 4; i++)
