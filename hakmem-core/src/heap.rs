@@ -603,7 +603,10 @@ impl<P: PageSource> Heap<P> {
     ///
     /// # Safety
     /// As [`dealloc`](Self::dealloc).
-    #[inline(never)]
+    // (Out of line where it follows the fast path; in the hardened build,
+    // which has none, it is the whole of `dealloc`.)
+    #[cfg_attr(not(feature = "hardened"), inline(never))]
+    #[cfg_attr(feature = "hardened", inline(always))]
     pub unsafe fn dealloc_general(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         if let Some(ss) = self.known_superslab(ptr) {
             // SAFETY: `known` holds only live SuperSlabs of this heap.
