@@ -47,8 +47,8 @@ use crate::medium::{Arena, MediumIndex, MEDIUM_CLASS};
 use crate::page_source::PageSource;
 use crate::remote::Outgoing;
 #[cfg(not(feature = "hardened"))]
-use crate::size_class::{class_for, class_of_table, class_size, natural_align, TABLE_MAX};
-use crate::size_class::{MIN_ALIGN, NUM_CLASSES};
+use crate::size_class::{class_for, class_size, natural_align};
+use crate::size_class::{class_of_table, MIN_ALIGN, NUM_CLASSES, TABLE_MAX};
 use crate::slab::{corrupted, free_tag, Block, Slab, FRESH, IN_PARTIAL};
 use crate::superslab::SuperSlab;
 
@@ -75,6 +75,11 @@ const CARVE_SPAN: u32 = 4096;
 
 /// Lists of slabs: one partial list per class, then the medium slabs.
 pub(crate) const LISTS: usize = NUM_CLASSES + 1;
+
+/// Whether [`Heap::alloc_fast`] and [`Heap::free_fast`] can serve a call:
+/// false in the `hardened` build (its blocks carry canaries, and every
+/// free is checked in full), where callers need not try them.
+pub const FAST_PATHS: bool = !cfg!(feature = "hardened");
 
 /// Counters of the heap as a whole, kept on the paths that change them.
 #[derive(Default)]
@@ -322,24 +327,15 @@ impl<P: PageSource> Heap<P> {
     /// (at most 16 B), popped from the current slab's free list. Null when
     /// that path does not apply (another tier, no free block at hand, a
     /// link that fails its check): nothing changed, and
-    /// [`alloc`](Self::alloc) serves (or reports) the request. The
-    /// `hardened` build always returns null (its blocks carry canaries).
+    /// [`alloc`](Self::alloc) serves (or reports) the request. Always null
+    /// without [`FAST_PATHS`].
     #[inline(always)]
     pub fn alloc_fast(&mut self, size: usize, align: usize) -> *mut u8 {
-        #[cfg(feature = "hardened")]
-        {
-            let _ = (size, align);
-            ptr::null_mut()
+        if !FAST_PATHS || size > TABLE_MAX || align > MIN_ALIGN {
+            return ptr::null_mut();
         }
-        #[cfg(not(feature = "hardened"))]
-        {
-            if size > TABLE_MAX || align > MIN_ALIGN {
-                return ptr::null_mut();
-            }
-            // (Classes past the heap's slab classes never have a current
-            // slab.)
-            self.pop_current(class_of_table(size))
-        }
+        // (Classes past the heap's slab classes never have a current slab.)
+        self.pop_current(class_of_table(size))
     }
 
     /// Pops the head of class `c`'s current slab's free list, counted held;
@@ -565,13 +561,13 @@ impl<P: PageSource> Heap<P> {
     /// empty), now on that slab's free list, counted free. `false`: nothing
     /// changed, and [`dealloc`](Self::dealloc) frees (or reports) it — every
     /// check a free makes is made there again, so a bad pointer is refused
-    /// here without a report. The `hardened` build always returns false.
+    /// here without a report. Always false without [`FAST_PATHS`].
     ///
     /// # Safety
     /// As [`dealloc`](Self::dealloc).
     #[inline(always)]
     pub unsafe fn free_fast(&mut self, ptr: *mut u8) -> bool {
-        if cfg!(feature = "hardened") {
+        if !FAST_PATHS {
             return false;
         }
         let Some(ss) = self.known_superslab(ptr) else {

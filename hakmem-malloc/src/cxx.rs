@@ -10,7 +10,8 @@
 //! (`dlsym(RTLD_NEXT, …)`, libstdc++'s), which runs the program's
 //! `new_handler` loop around our `malloc` and, in the end, throws
 //! `std::bad_alloc` or returns null (the `nothrow` forms), exactly as the
-//! standard library does. The exception unwinds through our two frames
+//! standard library does. An array form is its scalar form (libstdc++'s
+//! own `new[]` calls `new`). The exception unwinds through our two frames
 //! (`extern "C-unwind"`), which hold nothing by then. Without a next
 //! definition (no C++ runtime loaded) the process prints a message and
 //! aborts, as an uncaught `bad_alloc` would.
@@ -36,7 +37,7 @@ extern "C" {
 /// glibc's `RTLD_NEXT`: the next object after this one in lookup order.
 const RTLD_NEXT: *mut c_void = -1isize as *mut c_void;
 
-/// `operator new(size)` and the other one-argument forms.
+/// `operator new(size)`.
 type New1 = unsafe extern "C-unwind" fn(usize) -> *mut c_void;
 /// `operator new(size, align)` and `operator new(size, const nothrow_t&)`.
 type New2 = unsafe extern "C-unwind" fn(usize, usize) -> *mut c_void;
@@ -59,11 +60,13 @@ fn next(name: &CStr, cache: &AtomicPtr<c_void>) -> *mut c_void {
     f
 }
 
-/// Declares a `new` form: fast path, then our full path, then the next
-/// library's definition of the same form for C++'s failure semantics.
+/// Declares a `new` form, and its array form as the same function (as
+/// the C++ runtime's own array forms are): the fast path `$fast`, then the
+/// full path `$alloc`, then the next library's definition of the scalar
+/// form for C++'s failure semantics.
 macro_rules! operator_new {
-    ($(#[$doc:meta])* $name:ident, $general:ident, $cache:ident,
-     ($($arg:ident),*), $kind:ty, |$($a:ident),*| $alloc:expr, $fast:expr) => {
+    ($(#[$doc:meta])* $name:ident / $array:ident, $general:ident, $cache:ident,
+     ($($arg:ident),*), $kind:ty, $alloc:expr, $fast:expr) => {
         static $cache: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 
         $(#[$doc])*
@@ -76,9 +79,15 @@ macro_rules! operator_new {
             $general($($arg),*)
         }
 
+        /// The array form of the function above: the same.
+        #[no_mangle]
+        pub extern "C-unwind" fn $array($($arg: usize),*) -> *mut c_void {
+            $name($($arg),*)
+        }
+
         /// The form's full path (see the module doc).
         #[inline(never)]
-        extern "C-unwind" fn $general($($a: usize),*) -> *mut c_void {
+        extern "C-unwind" fn $general($($arg: usize),*) -> *mut c_void {
             match $alloc {
                 Ok(p) => p.cast(),
                 Err(_) => {
@@ -93,7 +102,7 @@ macro_rules! operator_new {
                     );
                     // SAFETY: `f` is the next definition of this very
                     // operator, whose C++ signature `$kind` spells.
-                    unsafe { core::mem::transmute::<*mut c_void, $kind>(f)($($a),*) }
+                    unsafe { core::mem::transmute::<*mut c_void, $kind>(f)($($arg),*) }
                 }
             }
         }
@@ -101,46 +110,26 @@ macro_rules! operator_new {
 }
 
 operator_new!(
-    /// `operator new(std::size_t)`.
-    _Znwm, new_general, NEXT_NEW, (size), New1,
-    |size| c_abi::malloc(size), c_abi::malloc_fast(size)
+    /// `operator new(std::size_t)` / `operator new[](std::size_t)`.
+    _Znwm / _Znam, new_general, NEXT_NEW, (size), New1,
+    c_abi::malloc(size), c_abi::malloc_fast(size)
 );
 operator_new!(
-    /// `operator new[](std::size_t)`.
-    _Znam, new_array_general, NEXT_NEW_ARRAY, (size), New1,
-    |size| c_abi::malloc(size), c_abi::malloc_fast(size)
+    /// `operator new(std::size_t, const std::nothrow_t&)` and its array form.
+    _ZnwmRKSt9nothrow_t / _ZnamRKSt9nothrow_t, new_nothrow_general, NEXT_NEW_NOTHROW,
+    (size, _nothrow), New2, c_abi::malloc(size), c_abi::malloc_fast(size)
 );
 operator_new!(
-    /// `operator new(std::size_t, const std::nothrow_t&)`.
-    _ZnwmRKSt9nothrow_t, new_nothrow_general, NEXT_NEW_NOTHROW, (size, tag), New2,
-    |size, tag| { let _ = tag; c_abi::malloc(size) }, c_abi::malloc_fast(size)
+    /// `operator new(std::size_t, std::align_val_t)` and its array form.
+    _ZnwmSt11align_val_t / _ZnamSt11align_val_t, new_aligned_general, NEXT_NEW_ALIGNED,
+    (size, align), New2, c_abi::aligned(align, size), core::ptr::null_mut()
 );
 operator_new!(
-    /// `operator new[](std::size_t, const std::nothrow_t&)`.
-    _ZnamRKSt9nothrow_t, new_array_nothrow_general, NEXT_NEW_ARRAY_NOTHROW, (size, tag), New2,
-    |size, tag| { let _ = tag; c_abi::malloc(size) }, c_abi::malloc_fast(size)
-);
-operator_new!(
-    /// `operator new(std::size_t, std::align_val_t)`.
-    _ZnwmSt11align_val_t, new_aligned_general, NEXT_NEW_ALIGNED, (size, align), New2,
-    |size, align| c_abi::aligned(align, size), core::ptr::null_mut()
-);
-operator_new!(
-    /// `operator new[](std::size_t, std::align_val_t)`.
-    _ZnamSt11align_val_t, new_array_aligned_general, NEXT_NEW_ARRAY_ALIGNED, (size, align), New2,
-    |size, align| c_abi::aligned(align, size), core::ptr::null_mut()
-);
-operator_new!(
-    /// `operator new(std::size_t, std::align_val_t, const std::nothrow_t&)`.
-    _ZnwmSt11align_val_tRKSt9nothrow_t, new_aligned_nothrow_general,
-    NEXT_NEW_ALIGNED_NOTHROW, (size, align, tag), New3,
-    |size, align, tag| { let _ = tag; c_abi::aligned(align, size) }, core::ptr::null_mut()
-);
-operator_new!(
-    /// `operator new[](std::size_t, std::align_val_t, const std::nothrow_t&)`.
-    _ZnamSt11align_val_tRKSt9nothrow_t, new_array_aligned_nothrow_general,
-    NEXT_NEW_ARRAY_ALIGNED_NOTHROW, (size, align, tag), New3,
-    |size, align, tag| { let _ = tag; c_abi::aligned(align, size) }, core::ptr::null_mut()
+    /// `operator new(std::size_t, std::align_val_t, const std::nothrow_t&)`
+    /// and its array form.
+    _ZnwmSt11align_val_tRKSt9nothrow_t / _ZnamSt11align_val_tRKSt9nothrow_t,
+    new_aligned_nothrow_general, NEXT_NEW_ALIGNED_NOTHROW,
+    (size, align, _nothrow), New3, c_abi::aligned(align, size), core::ptr::null_mut()
 );
 
 /// Declares `operator delete` forms: each is `free` of its first argument.

@@ -33,6 +33,16 @@ fn current() -> *const Slot {
     crate::tls::get() as *const Slot
 }
 
+/// The calling thread's own slot, if it has one (not before its first
+/// allocation, nor after its exit guard ran).
+#[inline(always)]
+fn own_slot() -> Option<&'static Slot> {
+    let slot = current();
+    // SAFETY: a slot pointer in the thread word is this thread's owned slot;
+    // slots are never freed.
+    (slot as usize > DEAD).then(|| unsafe { &*slot })
+}
+
 /// Its destructor hands the thread's heap back at thread exit.
 struct ExitGuard;
 
@@ -126,11 +136,7 @@ pub(crate) fn with_heap<const AUTOSTART: bool, R>(
     f: impl FnOnce(&mut StdHeap) -> R,
     fail: R,
 ) -> R {
-    let slot = current();
-    if slot as usize > DEAD {
-        // SAFETY: a slot pointer in the thread word is this thread's owned slot;
-        // slots are never freed.
-        let s = unsafe { &*slot };
+    if let Some(s) = own_slot() {
         s.enter();
         // SAFETY: between enter and leave the owner has the heap.
         let r = f(unsafe { s.heap() });
@@ -148,16 +154,9 @@ pub(crate) fn with_heap<const AUTOSTART: bool, R>(
 /// either needs no stack frame.
 #[inline(always)]
 pub(crate) fn on_own_heap<R>(f: impl FnOnce(&mut StdHeap) -> R, no: R) -> R {
-    let slot = current();
-    if slot as usize <= DEAD {
+    let Some(s) = own_slot().filter(|s| s.try_enter()) else {
         return no;
-    }
-    // SAFETY: a slot pointer in the thread word is this thread's owned slot;
-    // slots are never freed.
-    let s = unsafe { &*slot };
-    if !s.try_enter() {
-        return no;
-    }
+    };
     // SAFETY: between enter and leave the owner has the heap.
     let r = f(unsafe { s.heap() });
     s.leave();
@@ -165,10 +164,11 @@ pub(crate) fn on_own_heap<R>(f: impl FnOnce(&mut StdHeap) -> R, no: R) -> R {
 }
 
 /// `Heap::alloc_fast` on the calling thread's own heap ([`on_own_heap`]):
-/// null when it does not apply, and always in the `hardened` build.
+/// null when it does not apply, and at once without
+/// [`FAST_PATHS`](hakmem_core::FAST_PATHS).
 #[inline(always)]
 pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
-    if cfg!(feature = "hardened") {
+    if !hakmem_core::FAST_PATHS {
         return ptr::null_mut();
     }
     on_own_heap(
@@ -179,14 +179,14 @@ pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
 }
 
 /// `Heap::free_fast` on the calling thread's own heap ([`on_own_heap`]):
-/// false (nothing changed) when it does not apply, and always in the
-/// `hardened` build.
+/// false (nothing changed) when it does not apply, and at once without
+/// [`FAST_PATHS`](hakmem_core::FAST_PATHS).
 ///
 /// # Safety
 /// As `Heap::dealloc`.
 #[inline(always)]
 pub(crate) unsafe fn free_fast(ptr: *mut u8) -> bool {
-    if cfg!(feature = "hardened") {
+    if !hakmem_core::FAST_PATHS {
         return false;
     }
     on_own_heap(

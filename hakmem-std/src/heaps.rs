@@ -113,29 +113,21 @@ impl Slot {
     /// Starts an owner operation unless a visitor wants the heap: `false`
     /// (and `busy` clear again) then, for callers that take their slow
     /// path instead of waiting here.
-    #[cfg(hakmem_std_linux)]
+    ///
+    /// On Linux the visitors make the store-to-load ordering real with
+    /// membarrier (module doc), so a compiler fence suffices here. Where no
+    /// membarrier exists the owner orders its store to `busy` before its
+    /// load of `want` itself, with a `SeqCst` fence, matched by the
+    /// visitor's fence between its store of `want` and its load of `busy`:
+    /// with a fence on each side, one of the two loads sees the other
+    /// side's store. (A `SeqCst` swap of `busy` instead measured no faster
+    /// on x86_64.)
     #[inline(always)]
     pub fn try_enter(&self) -> bool {
         self.busy.store(true, Ordering::Relaxed);
-        // Visitors make this ordering real with membarrier (module doc).
+        #[cfg(hakmem_std_linux)]
         compiler_fence(Ordering::SeqCst);
-        if self.want.load(Ordering::Acquire) {
-            self.busy.store(false, Ordering::Release);
-            return false;
-        }
-        true
-    }
-
-    /// [`try_enter`](Self::try_enter) where no membarrier exists: the owner
-    /// orders its store to `busy` before its load of `want` itself, with a
-    /// `SeqCst` fence, matched by the visitor's fence between its store of
-    /// `want` and its load of `busy` (module doc): with a fence on each
-    /// side, one of the two loads sees the other side's store. (A `SeqCst`
-    /// swap of `busy` instead measured no faster on x86_64.)
-    #[cfg(not(hakmem_std_linux))]
-    #[inline(always)]
-    pub fn try_enter(&self) -> bool {
-        self.busy.store(true, Ordering::Relaxed);
+        #[cfg(not(hakmem_std_linux))]
         core::sync::atomic::fence(Ordering::SeqCst);
         if self.want.load(Ordering::Acquire) {
             self.busy.store(false, Ordering::Release);
@@ -144,16 +136,15 @@ impl Slot {
         true
     }
 
+    /// [`enter`](Self::enter) while a visitor has the heap: waits until it
+    /// is done, then enters as [`try_enter`](Self::try_enter) does.
     #[cold]
     fn enter_slow(&self) {
         loop {
-            self.busy.store(false, Ordering::Release);
             while self.want.load(Ordering::Acquire) {
                 std::thread::yield_now();
             }
-            self.busy.store(true, Ordering::Relaxed);
-            core::sync::atomic::fence(Ordering::SeqCst);
-            if !self.want.load(Ordering::Acquire) {
+            if self.try_enter() {
                 return;
             }
         }
