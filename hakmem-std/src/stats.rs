@@ -22,7 +22,9 @@ pub struct GlobalStats {
     /// `membarrier`); 0 on any current Linux.
     pub unread_heaps: usize,
     /// Bytes mapped by the page source right now (heaps' SuperSlabs and
-    /// large blocks; not the slots holding the heaps themselves).
+    /// large blocks; not the slots holding the heaps themselves). Read
+    /// before the heaps are visited: while other threads map or unmap, it
+    /// may be below `process.mapped_bytes` or above it.
     pub os_mapped_bytes: usize,
     /// Decommits (`madvise(MADV_DONTNEED)`) the kernel refused since the
     /// start: those pages stayed in RSS. 0 unless something is wrong.

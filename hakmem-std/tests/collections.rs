@@ -668,7 +668,11 @@ fn thread_stats_count_a_known_allocation_exactly() {
         assert_eq!(g.unread_heaps, 0, "membarrier refused? {g}");
         assert!(g.process.held_blocks >= 1000, "{g}");
         assert!(g.process.held_bytes >= 48_000, "{g}");
-        assert!(g.os_mapped_bytes >= g.process.held_bytes, "{g}");
+        // Other tests' threads map and unmap while the heaps are read, so
+        // the process total is not compared with the sum; this heap's own
+        // mappings cannot change during the call (only its owner, this
+        // thread, maps or releases them).
+        assert!(g.os_mapped_bytes >= s1.mapped_bytes, "{g}");
 
         for (i, b) in boxes.iter().enumerate() {
             assert!(b.iter().all(|&x| x == i as u8));
