@@ -243,17 +243,23 @@ impl<P: PageSource> Heap<P> {
                 "medium index agrees with the arenas",
                 0,
             )?;
-            let (mut count, mut bytes, mut mapped) = (0, 0, 0);
+            let (mut count, mut bytes, mut mapped, mut kept) = (0, 0, 0, 0);
             let mut h = self.large;
             while !h.is_null() {
                 count += 1;
                 bytes += (*h).size;
                 mapped += (*h).map_size;
+                kept += (*h).kept;
                 h = (*h).next;
             }
             ensure(count == self.n.large_count, "large count", 0)?;
             ensure(bytes == self.n.large_bytes, "large bytes", 0)?;
             ensure(mapped == self.n.large_mapped, "large mapped bytes", 0)?;
+            ensure(
+                kept == self.n.large_kept && kept <= crate::large::LARGE_CACHE_COMMITTED,
+                "large blocks' kept pages add up, within their bound",
+                0,
+            )?;
             let cache = &self.large_cache;
             ensure(
                 cache.len <= self.cfg.large_cache.min(crate::large::LARGE_CACHE_MAX),

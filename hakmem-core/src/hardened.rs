@@ -354,8 +354,8 @@ pub(crate) struct GuardPlan {
     /// Bytes the block needs: header, user offset, `room` and the guard
     /// page, rounded to pages (a fresh exact region's size).
     pub need: usize,
-    /// Offset from which the region (at least `need` bytes: quarter
-    /// steps, or a cached region) is inaccessible now (its size: none of
+    /// Offset from which the region (at least `need` bytes: a power of
+    /// two, or a cached region) is inaccessible now (its size: none of
     /// it; a cached region keeps its guard and closed body).
     pub guard: usize,
     /// The smallest user offset (header and canary), a multiple of `align`.

@@ -98,6 +98,9 @@ pub(crate) struct Counters {
     pub large_mapped: usize,
     /// Bytes of freed large regions kept for reuse (`large.rs`).
     pub large_cached: usize,
+    /// Committed bytes live large blocks kept past twice their size when
+    /// they took a cached region (the sum of their `kept`; `large.rs`).
+    pub large_kept: usize,
 }
 
 /// A single-owner heap over a [`PageSource`].

@@ -8,10 +8,14 @@
 //!
 //! Each region knows how far its pages may be committed (`dirty`: the
 //! extents handed out since its pages were last decommitted), so a request
-//! takes the cached region that needs the fewest fresh pages, a region
-//! larger than twice the request gives its committed pages past that back
-//! first (a live block never keeps more than twice its pages), and at most
-//! [`LARGE_CACHE_COMMITTED`] bytes of cached regions stay committed.
+//! takes the cached region that needs the fewest fresh pages, and at most
+//! [`LARGE_CACHE_COMMITTED`] bytes of cached regions stay committed. A
+//! region committed past twice the request keeps those pages only while
+//! the heap's live blocks keep fewer than [`LARGE_CACHE_COMMITTED`] bytes
+//! past twice their own (`Counters::large_kept`); the rest goes back first.
+//! So a buffer replaced by a smaller one reuses its committed pages (no
+//! fresh, zeroed pages each time), and live blocks hold at most twice their
+//! pages plus that one bound.
 //!
 //! The `hardened` build caches too: a cached region keeps its guard page
 //! and its body past the first page is made inaccessible (a write after
@@ -34,6 +38,8 @@
 //! - a cached region holds no header (its first word is 0), is mapped, and
 //!   is counted in `Counters::large_cached`; at most `Config::large_cache`
 //!   of them;
+//! - `Counters::large_kept` is the sum of the live blocks' `kept`, at most
+//!   [`LARGE_CACHE_COMMITTED`];
 //! - a region's pages past `dirty` (a page multiple once cached) were never
 //!   handed out since its last decommit; the cached regions' `dirty` bytes
 //!   past a clean first page sum to at most [`LARGE_CACHE_COMMITTED`] after
@@ -57,14 +63,15 @@ pub(crate) const LARGE_FREEING: usize = 1;
 /// Freed remotely; the owner unmaps it at its next collect.
 pub(crate) const LARGE_FREED: usize = 2;
 
-/// `n` rounded up to the next of the sizes `2^k × {1, 1.25, 1.5, 1.75}`.
-fn quarter_step(n: usize) -> usize {
-    if n <= 4 {
-        return n;
-    }
-    let k = usize::BITS - 1 - n.leading_zeros();
-    let step = 1usize << (k - 2);
-    n.div_ceil(step).saturating_mul(step)
+/// The size of the region a large block of `n` bytes is mapped (or moved)
+/// into while the cache is on: the next power of two. Few distinct sizes,
+/// so a freed region fits any later request up to its size (a buffer
+/// replaced by one up to twice as big reuses the old one's committed
+/// pages), and a buffer grown by `realloc` stays in place to the next
+/// power. Pages past the request are never touched: they cost address
+/// space, not memory. `n` itself when the power would overflow.
+fn region_step(n: usize) -> usize {
+    n.checked_next_power_of_two().unwrap_or(n)
 }
 
 /// Most freed large regions a heap may keep ([`Config::large_cache`] is
@@ -79,8 +86,10 @@ pub const LARGE_CACHE_MAX: usize = 8;
 /// purge delay, not only their number.
 pub const LARGE_CACHE_COMMITTED: usize = 32 << 20;
 
-/// The smallest large region given huge pages where the source has them
-/// (`PageSource::advise_huge`; also at least four huge pages).
+/// The smallest large request whose region is given huge pages where the
+/// source has them (`PageSource::advise_huge`; also at least four huge
+/// pages): past the request, at most the huge page its end lies in is
+/// committed, an eighth of it or less.
 pub const LARGE_HUGE_MIN: usize = 8 << 20;
 
 /// A freed large block's region, kept for reuse.
@@ -137,6 +146,11 @@ pub(crate) struct LargeBlock {
     pub map_size: usize,
     /// Address handed to the application.
     pub user: usize,
+    /// Committed bytes past twice the request that the block kept when it
+    /// took a cached region, counted in `Counters::large_kept` until it is
+    /// freed. (Kept away from the words just below the user pointer,
+    /// which an underflow overwrites first.)
+    pub kept: usize,
     /// Bytes requested (the last resize included).
     pub size: usize,
     /// Heap's large-block list.
@@ -259,28 +273,24 @@ impl<P: PageSource> Heap<P> {
             return ptr::null_mut();
         }
         let need = total;
-        let (base, total, dirty, guard) = match self.take_cached_region(need, map_align.max(page)) {
-            Some(r) => (r.base, r.size, r.dirty, r.guard),
-            None => {
-                // With the cache on, regions are mapped in quarter-power-of-
-                // two sizes: few distinct sizes, so freed regions fit later
-                // requests, and a buffer grown by `realloc` stays in place
-                // up to the next step. Pages past the request are never
-                // touched, so they cost address space, not memory.
-                let want = if self.cfg.large_cache != 0 {
-                    quarter_step(need).next_multiple_of(page).max(need)
-                } else {
-                    need
-                };
-                match self.map_large(want, need, map_align.max(page)) {
-                    Some((base, size)) => {
-                        self.advise_huge_large(base, size);
-                        (base, size, 0, size)
+        let (base, total, dirty, guard, kept) =
+            match self.take_cached_region(need, map_align.max(page)) {
+                Some((r, kept)) => (r.base, r.size, r.dirty, r.guard, kept),
+                None => {
+                    let want = if self.cfg.large_cache != 0 {
+                        region_step(need).next_multiple_of(page).max(need)
+                    } else {
+                        need
+                    };
+                    match self.map_large(want, need, map_align.max(page)) {
+                        Some((base, size)) => {
+                            self.advise_huge_large(base, size, need);
+                            (base, size, 0, size, 0)
+                        }
+                        None => return ptr::null_mut(),
                     }
-                    None => return ptr::null_mut(),
                 }
-            }
-        };
+            };
         // Fresh pages only where nothing was handed out since the last
         // decommit (or the map).
         let fresh = dirty == 0;
@@ -330,6 +340,7 @@ impl<P: PageSource> Heap<P> {
                 next: self.large,
                 prev: ptr::null_mut(),
                 dirty: dirty.max(extent),
+                kept,
             });
             if header_off != 0 {
                 // Tell the hardened lookup where the header is.
@@ -349,16 +360,18 @@ impl<P: PageSource> Heap<P> {
             self.n.large_count += 1;
             self.n.large_bytes += size;
             self.n.large_mapped += total;
+            self.n.large_kept += kept;
             user
         }
     }
 
-    /// Asks for huge pages over a fresh large region of at least
-    /// [`LARGE_HUGE_MIN`] bytes, where the source has them: a block that
-    /// big is filled with a fault per huge page instead of one per page,
-    /// and at most the huge page its end lies in is committed past it.
-    fn advise_huge_large(&self, base: *mut u8, size: usize) {
-        if P::HUGE_PAGE != 0 && size >= LARGE_HUGE_MIN.max(4 * P::HUGE_PAGE) {
+    /// Asks for huge pages over a fresh large region of `size` bytes for a
+    /// request of `need` bytes, at least [`LARGE_HUGE_MIN`], where the
+    /// source has them: a block that big is filled with a fault per huge
+    /// page instead of one per page, and at most the huge page its end lies
+    /// in is committed past it.
+    fn advise_huge_large(&self, base: *mut u8, size: usize, need: usize) {
+        if P::HUGE_PAGE != 0 && need >= LARGE_HUGE_MIN.max(4 * P::HUGE_PAGE) {
             // SAFETY: the fresh region is ours and whole pages.
             unsafe { self.source.advise_huge(NonNull::new_unchecked(base), size) };
         }
@@ -384,6 +397,7 @@ impl<P: PageSource> Heap<P> {
             self.n.large_count -= 1;
             self.n.large_bytes -= (*h).size;
             self.n.large_mapped -= (*h).map_size;
+            self.n.large_kept -= (*h).kept;
             let page = self.source.page_size();
             // A remotely freed block's body was decommitted already.
             let dirty = if (*h).state.load(Ordering::Relaxed) == LARGE_FREED && P::CAN_DECOMMIT {
@@ -489,11 +503,14 @@ impl<P: PageSource> Heap<P> {
     /// A cached region of at least `total` bytes aligned to `align` for a
     /// new block: the one with the fewest pages to fault in (committed
     /// pages are reused), then the smallest, then the newest; a clean one
-    /// at most twice `total`. Pages past twice `total` are decommitted
-    /// first, so the block keeps at most that; recommitted where they were
-    /// decommitted. Its `dirty` says how far it may be committed (at least
-    /// its first page, written as a header: it never reads as fresh).
-    fn take_cached_region(&mut self, total: usize, align: usize) -> Option<CachedRegion> {
+    /// at most twice `total`. Its committed pages past twice `total` stay
+    /// while the heap's live blocks keep fewer than
+    /// [`LARGE_CACHE_COMMITTED`] such bytes, and are decommitted past that
+    /// first; pages are recommitted where they were decommitted. Its
+    /// `dirty` says how far it may be committed (at least its first page,
+    /// written as a header: it never reads as fresh). Also returns the
+    /// bytes kept past twice `total`, for the block's `kept`.
+    fn take_cached_region(&mut self, total: usize, align: usize) -> Option<(CachedRegion, usize)> {
         let n = self.large_cache.len;
         let page = self.source.page_size();
         let i = (0..n)
@@ -514,8 +531,11 @@ impl<P: PageSource> Heap<P> {
         unsafe {
             crate::hardened::check_first_page(r.base, r.size, page)
         };
-        // (Whole pages: `dirty` is page-rounded when a region is cached.)
-        let keep = total.saturating_mul(2).next_multiple_of(page);
+        // (Whole pages: `dirty` is page-rounded when a region is cached,
+        // and so are the bound and every block's `kept`.)
+        let twice = total.saturating_mul(2).next_multiple_of(page);
+        let room = LARGE_CACHE_COMMITTED.saturating_sub(self.n.large_kept) / page * page;
+        let keep = twice.saturating_add(room);
         if r.dirty > keep && P::CAN_DECOMMIT {
             // SAFETY: a cached region is mapped and unused; `keep` is a
             // page boundary inside it.
@@ -540,7 +560,7 @@ impl<P: PageSource> Heap<P> {
         self.large_cache.len -= 1;
         self.n.large_cached -= r.size;
         r.dirty = r.dirty.max(page);
-        Some(r)
+        Some((r, r.dirty.saturating_sub(twice)))
     }
 
     /// Decommits the cached regions' pages (past each first page). Returns
@@ -629,10 +649,10 @@ impl<P: PageSource> Heap<P> {
             let want = user_off.checked_add(new_size.checked_add(crate::hardened::LARGE_TAIL)?)?;
             #[cfg(not(feature = "hardened"))]
             let want = user_off.checked_add(new_size)?;
-            // Quarter steps where untouched pages cost address space only
-            // (the cache is on: hosted), exact pages elsewhere.
+            // Power-of-two steps where untouched pages cost address space
+            // only (the cache is on: hosted), exact pages elsewhere.
             let step = if self.cfg.large_cache != 0 {
-                quarter_step(want)
+                region_step(want)
             } else {
                 want
             };
