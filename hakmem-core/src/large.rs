@@ -560,7 +560,14 @@ impl<P: PageSource> Heap<P> {
         self.large_cache.len -= 1;
         self.n.large_cached -= r.size;
         r.dirty = r.dirty.max(page);
-        Some((r, r.dirty.saturating_sub(twice)))
+        // (A source that cannot decommit keeps every page committed
+        // anyway: nothing is kept on the bound's account.)
+        let kept = if P::CAN_DECOMMIT {
+            r.dirty.saturating_sub(twice)
+        } else {
+            0
+        };
+        Some((r, kept))
     }
 
     /// Decommits the cached regions' pages (past each first page). Returns

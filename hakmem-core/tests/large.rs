@@ -8,9 +8,11 @@
 //! freed large regions (`cache_region`, `take_cached_region`, eviction,
 //! `decommit_cached_regions`, `release_cached_regions`).
 
+use core::ptr::NonNull;
+
 use hakmem_core::sim::SimPages;
 use hakmem_core::size_class::class_for;
-use hakmem_core::{Config, Heap};
+use hakmem_core::{Config, Heap, PageSource};
 
 const PAGE: usize = hakmem_core::sim::DEFAULT_PAGE_SIZE;
 
@@ -874,6 +876,64 @@ fn live_blocks_keep_pages_past_twice_their_size_only_within_the_bound() {
     heap.check().unwrap();
     heap.trim();
     assert_eq!(pages.mapped_bytes(), 0);
+}
+
+/// A source that cannot decommit, as `FixedRegion`.
+struct NoDecommit(SimPages);
+
+// SAFETY: every method forwards to `SimPages`, which keeps the contract;
+// `CAN_DECOMMIT` stays false, so the heap never asks for a decommit.
+unsafe impl PageSource for NoDecommit {
+    const MAPS_ZEROED: bool = <SimPages as PageSource>::MAPS_ZEROED;
+
+    fn page_size(&self) -> usize {
+        self.0.page_size()
+    }
+
+    fn map(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        self.0.map(size, align)
+    }
+
+    unsafe fn unmap(&self, ptr: NonNull<u8>, size: usize) {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.0.unmap(ptr, size) }
+    }
+
+    fn contains(&self, addr: usize) -> bool {
+        self.0.contains(addr)
+    }
+}
+
+/// Over a source that cannot decommit, every page stays committed anyway:
+/// small blocks in big cached regions are not counted against the bound on
+/// kept pages (which they would exceed), and the cache still reuses them.
+#[test]
+#[cfg_attr(miri, ignore = "maps about 100 MiB")]
+fn without_decommit_nothing_is_counted_as_kept() {
+    let pages = NoDecommit(SimPages::new());
+    let mut heap = Heap::new(&pages, caching(2)).unwrap();
+    let (big, small) = (8usize << 20, 1usize << 20);
+    let mut live = Vec::new();
+    for _ in 0..8 {
+        let a = heap.alloc(big, 16);
+        assert!(!a.is_null());
+        // SAFETY: a live block of `big` bytes, then freed once.
+        unsafe {
+            a.write_bytes(0x44, big);
+            heap.dealloc(a).unwrap();
+        }
+        let b = heap.alloc(small, 16);
+        assert_eq!(b, a, "the cached region is reused");
+        live.push(b);
+        heap.check().unwrap();
+    }
+    for b in live {
+        // SAFETY: live, freed once.
+        unsafe { heap.dealloc(b) }.unwrap();
+    }
+    heap.check().unwrap();
+    heap.trim();
+    assert_eq!(pages.0.mapped_bytes(), 0);
 }
 
 /// Hardened: a write after free into the part of a cached large region that
