@@ -828,6 +828,27 @@ fn a_committed_region_serves_a_smaller_block_keeping_its_pages() {
     assert_eq!(pages.mapped_bytes(), 0);
 }
 
+/// Allocates and fills a `big` block, frees it, calls `between`, and
+/// returns a `small` block, checked to be in the big block's cached region.
+fn replace_big_by_small<P: PageSource>(
+    heap: &mut Heap<P>,
+    big: usize,
+    small: usize,
+    between: impl FnOnce(),
+) -> *mut u8 {
+    let a = heap.alloc(big, 16);
+    assert!(!a.is_null());
+    // SAFETY: a live block of `big` bytes, then freed once.
+    unsafe {
+        a.write_bytes(0x33, big);
+        heap.dealloc(a).unwrap();
+    }
+    between();
+    let b = heap.alloc(small, 16);
+    assert_eq!(b, a, "the cached region is reused");
+    b
+}
+
 /// Live blocks keep committed pages past twice their size only up to
 /// `LARGE_CACHE_COMMITTED` bytes in all: a program that frees a big buffer
 /// and keeps a smaller block in its region, again and again, holds at most
@@ -841,16 +862,8 @@ fn live_blocks_keep_pages_past_twice_their_size_only_within_the_bound() {
     let mut live = Vec::new();
     let mut trimmed = Vec::new();
     for i in 0..8 {
-        let a = heap.alloc(big, 16);
-        assert!(!a.is_null());
-        // SAFETY: a live block of `big` bytes, then freed once.
-        unsafe {
-            a.write_bytes(0x33, big);
-            heap.dealloc(a).unwrap();
-        }
-        let before = pages.stats();
-        let b = heap.alloc(small, 16);
-        assert_eq!(b, a, "the committed region is reused");
+        let mut before = pages.stats();
+        let b = replace_big_by_small(&mut heap, big, small, || before = pages.stats());
         let after = pages.stats();
         let decommitted = (after.decommitted_bytes - before.decommitted_bytes) as usize;
         if after.decommit_calls != before.decommit_calls {
@@ -915,15 +928,7 @@ fn without_decommit_nothing_is_counted_as_kept() {
     let (big, small) = (8usize << 20, 1usize << 20);
     let mut live = Vec::new();
     for _ in 0..8 {
-        let a = heap.alloc(big, 16);
-        assert!(!a.is_null());
-        // SAFETY: a live block of `big` bytes, then freed once.
-        unsafe {
-            a.write_bytes(0x44, big);
-            heap.dealloc(a).unwrap();
-        }
-        let b = heap.alloc(small, 16);
-        assert_eq!(b, a, "the cached region is reused");
+        let b = replace_big_by_small(&mut heap, big, small, || ());
         live.push(b);
         heap.check().unwrap();
     }
