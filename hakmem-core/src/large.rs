@@ -89,7 +89,7 @@ pub const LARGE_CACHE_COMMITTED: usize = 32 << 20;
 /// The smallest large request whose region is given huge pages where the
 /// source has them (`PageSource::advise_huge`; also at least four huge
 /// pages): past the request, at most the huge page its end lies in is
-/// committed, an eighth of it or less.
+/// committed: under a quarter of the request.
 pub const LARGE_HUGE_MIN: usize = 8 << 20;
 
 /// A freed large block's region, kept for reuse.
