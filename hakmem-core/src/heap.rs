@@ -147,6 +147,21 @@ pub struct Heap<P: PageSource> {
 // used there too.
 unsafe impl<P: PageSource + Send> Send for Heap<P> {}
 
+/// What [`Heap::free_fast_kind`] did with a pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastFree {
+    /// Freed by the fast path: on its slab's free list, counted free.
+    Done,
+    /// In no SuperSlab the heap's `known` cache holds (another heap's
+    /// block, a large block, null, not a block): nothing changed, and
+    /// [`Heap::dealloc_unknown`] frees or reports it.
+    Unknown,
+    /// In a known SuperSlab but not a block the fast path takes (the
+    /// slab's last block, one not listed partial, a bad pointer): nothing
+    /// changed, and [`Heap::dealloc_general`] frees or reports it.
+    Other,
+}
+
 impl<P: PageSource> Heap<P> {
     /// Makes an empty heap; maps nothing until the first allocation.
     pub fn new(source: P, cfg: Config) -> Result<Self, ConfigError> {
@@ -576,11 +591,50 @@ impl<P: PageSource> Heap<P> {
         let Some(ss) = self.known_superslab(ptr) else {
             return false;
         };
+        // SAFETY: forwarded caller contract; `known` holds only live
+        // SuperSlabs of this heap, and `ptr` lies inside `ss`.
+        unsafe { self.free_known_fast(ss, ptr) }
+    }
+
+    /// [`free_fast`](Self::free_fast), saying why it did not apply: for a
+    /// pointer in no SuperSlab the `known` cache holds
+    /// ([`FastFree::Unknown`]) the caller goes to
+    /// [`dealloc_unknown`](Self::dealloc_unknown) without a second look at
+    /// the cache — a cross-thread free's first step. Always
+    /// [`FastFree::Other`] without [`FAST_PATHS`].
+    ///
+    /// # Safety
+    /// As [`dealloc`](Self::dealloc).
+    #[inline(always)]
+    pub unsafe fn free_fast_kind(&mut self, ptr: *mut u8) -> FastFree {
+        if !FAST_PATHS {
+            return FastFree::Other;
+        }
+        let Some(ss) = self.known_superslab(ptr) else {
+            return FastFree::Unknown;
+        };
+        // SAFETY: as in `free_fast`.
+        if unsafe { self.free_known_fast(ss, ptr) } {
+            FastFree::Done
+        } else {
+            FastFree::Other
+        }
+    }
+
+    /// The free fast path on `ss`, the known SuperSlab holding `ptr`:
+    /// `true` when `ptr` was a held block of a slab that keeps its place
+    /// (listed partial, not turning empty), now on that slab's free list,
+    /// counted free; `false` with nothing changed otherwise.
+    ///
+    /// # Safety
+    /// As [`dealloc`](Self::dealloc); `ss` is a live SuperSlab of this
+    /// heap's `known` cache and `ptr` lies inside it.
+    #[inline(always)]
+    unsafe fn free_known_fast(&mut self, ss: *mut SuperSlab, ptr: *mut u8) -> bool {
         let p = ptr as usize;
-        // SAFETY: `known` holds only live SuperSlabs of this heap, and `ptr`
-        // lies inside `ss`; a block that passes `check_carved` is a block
-        // boundary of the slab's carved range, whose first words are ours
-        // to read (and, free, our links).
+        // SAFETY: per the caller; a block that passes `check_carved` is a
+        // block boundary of the slab's carved range, whose first words are
+        // ours to read (and, free, our links).
         unsafe {
             let slab = SuperSlab::slab_of(ss, p, self.geo.unit_shift);
             if locate::check_carved(slab, p - ss as usize).is_err()
@@ -611,6 +665,22 @@ impl<P: PageSource> Heap<P> {
             // SAFETY: `known` holds only live SuperSlabs of this heap.
             return unsafe { self.free_local(ss, ptr) };
         }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.dealloc_unknown(ptr) }
+    }
+
+    /// The free of a pointer in no SuperSlab the `known` cache holds:
+    /// null, a block found through the page source (of another heap's
+    /// SuperSlab, a large block, one of this heap's SuperSlabs the cache
+    /// lost), or an error, as from [`dealloc`](Self::dealloc). For callers
+    /// that were just told [`FastFree::Unknown`]; correct for any pointer,
+    /// since everything the cache holds is found through the page source
+    /// too.
+    ///
+    /// # Safety
+    /// As [`dealloc`](Self::dealloc).
+    #[inline(never)]
+    pub unsafe fn dealloc_unknown(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
         }
@@ -618,7 +688,13 @@ impl<P: PageSource> Heap<P> {
         unsafe { self.dealloc_slow(ptr) }
     }
 
-    #[cold]
+    /// The rest of [`dealloc_unknown`](Self::dealloc_unknown), its only
+    /// caller: `locate`, then the owner's free, the remote path or the
+    /// large block's.
+    ///
+    /// # Safety
+    /// As [`dealloc`](Self::dealloc); `ptr` is not null.
+    #[inline(always)]
     unsafe fn dealloc_slow(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         // SAFETY: `locate` reads only headers that `contains` vouched for.
         let found = unsafe { locate::locate(&self.source, &self.geo, ptr) };

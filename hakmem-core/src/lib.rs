@@ -75,7 +75,7 @@ mod superslab;
 pub use check::CheckError;
 pub use config::{Config, ConfigError, Geometry};
 pub use error::{set_fault_handler, Fault, FaultHandler, FaultKind, FreeError, FreeErrorKind};
-pub use heap::{Heap, FAST_PATHS};
+pub use heap::{FastFree, Heap, FAST_PATHS};
 pub use page_source::PageSource;
 pub use remote::free_remote;
 pub use stats::{ClassStats, Stats};

@@ -6,6 +6,7 @@
 //! owner idle, with the owner collecting and allocating concurrently, and
 //! after the heap itself moved to another thread.
 
+use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
@@ -602,4 +603,97 @@ fn collected_lists_join_the_free_list_every_way() {
         }
         heap.check().unwrap();
     }
+}
+
+#[test]
+fn interleaved_frees_of_many_classes_stay_batched_per_class() {
+    // A producer/consumer ring's consumer frees blocks of every class its
+    // producer allocates, in no order: each class keeps its own batch, so
+    // no block reaches the owner's lists until a batch fills or the freeing
+    // heap hands its batches over (one compare-and-swap a class, not one
+    // per block or two).
+    let pages = SimPages::new();
+    let mut a = Heap::new(&pages, config(1)).unwrap();
+    let mut b = Heap::new(&pages, config(1)).unwrap();
+    // The ring's sizes, 16..512 B: 24 classes.
+    let sizes: Vec<usize> = (1..=16)
+        .map(|i| 16 * i)
+        .chain((1..=8).map(|i| 256 + 32 * i))
+        .collect();
+    let per_class = 8;
+    let mut blocks = Vec::new();
+    for _ in 0..per_class {
+        for &s in &sizes {
+            let p = a.alloc(s, 8);
+            assert!(!p.is_null());
+            blocks.push(p);
+        }
+    }
+    let held = a.stats().held_blocks;
+    for &p in &blocks {
+        // SAFETY: live blocks of `a`, each freed once, not used after.
+        unsafe { b.dealloc(p) }.unwrap();
+    }
+    b.check().unwrap();
+    let s = a.stats();
+    assert_eq!(s.pending_remote, blocks.len(), "{s:?}");
+    assert_eq!(s.held_blocks + s.pending_remote, held);
+    assert_eq!(a.collect(), 0, "a batch was pushed before it filled");
+    b.collect();
+    assert_eq!(a.collect(), blocks.len());
+    let s = a.stats();
+    assert_eq!((s.pending_remote, s.held_blocks), (0, 0), "{s:?}");
+    a.check().unwrap();
+    b.check().unwrap();
+}
+
+#[test]
+fn the_fast_free_says_which_path_takes_what_it_refused() {
+    use hakmem_core::{FastFree, FAST_PATHS};
+    let pages = SimPages::new();
+    let mut a = Heap::new(&pages, config(1)).unwrap();
+    let mut b = Heap::new(&pages, config(1)).unwrap();
+    let p = a.alloc(48, 8);
+    let q = a.alloc(48, 8);
+    let held = a.stats().held_blocks;
+    // SAFETY: `p` and `q` are live blocks of `a`; each is freed once (the
+    // second free of `q` is refused, as a double free must be).
+    unsafe {
+        if !FAST_PATHS {
+            // The hardened build has no fast path: everything goes the
+            // general way.
+            assert_eq!(b.free_fast_kind(p), FastFree::Other);
+            return;
+        }
+        // Another heap's block: refused, nothing changed, then freed by the
+        // path that finds it through the page source.
+        assert_eq!(b.free_fast_kind(p), FastFree::Unknown);
+        assert_eq!(a.stats().held_blocks, held);
+        assert_eq!(a.stats().pending_remote, 0);
+        b.dealloc_unknown(p).unwrap();
+        assert_eq!(a.stats().pending_remote, 1);
+        // Null is no SuperSlab's, and its free does nothing.
+        assert_eq!(a.free_fast_kind(ptr::null_mut()), FastFree::Unknown);
+        assert_eq!(a.dealloc_unknown(ptr::null_mut()), Ok(()));
+        // The owner's own block goes on its free list; the same block again
+        // is refused by the fast path and reported by the general one.
+        assert_eq!(a.free_fast_kind(q), FastFree::Done);
+        assert_eq!(a.free_fast_kind(q), FastFree::Other);
+        assert_eq!(
+            a.dealloc_general(q).unwrap_err().kind,
+            FreeErrorKind::DoubleFree
+        );
+        // A pointer of no heap at all is refused by both and reported.
+        let mut local = 0u64;
+        let bad = ptr::addr_of_mut!(local).cast::<u8>();
+        assert_eq!(a.free_fast_kind(bad), FastFree::Unknown);
+        assert_eq!(
+            a.dealloc_unknown(bad).unwrap_err().kind,
+            FreeErrorKind::NotOurs
+        );
+    }
+    b.collect();
+    assert_eq!(a.collect(), 1);
+    assert_eq!(a.stats().held_blocks, 0);
+    a.check().unwrap();
 }

@@ -27,6 +27,7 @@ mod cxx;
 
 use hakmem_std::c_abi::{self, CError};
 use hakmem_std::c_api;
+use hakmem_std::FastFree;
 
 const ENOMEM: i32 = 12;
 const EINVAL: i32 = 22;
@@ -99,12 +100,26 @@ pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     // SAFETY: C's contract; a pointer the fast path cannot vouch for goes
-    // to `free_general`, which detects and reports bad ones.
-    if unsafe { c_abi::free_fast(ptr.cast()) } {
-        return;
+    // to `free_unknown` or `free_general`, which detect and report bad ones.
+    unsafe {
+        match c_abi::free_fast(ptr.cast()) {
+            FastFree::Done => {}
+            FastFree::Unknown => free_unknown(ptr),
+            FastFree::Other => free_general(ptr),
+        }
     }
-    // SAFETY: as above.
-    unsafe { free_general(ptr) }
+}
+
+/// `free` of a block in none of the thread's known SuperSlabs (another
+/// thread's, a large block), out of line so that `free`'s fast path keeps
+/// no stack frame (`extern "C"` as `free_general` is).
+///
+/// # Safety
+/// As `free`.
+#[inline(never)]
+unsafe extern "C" fn free_unknown(ptr: *mut c_void) {
+    // SAFETY: C's contract; bad pointers are detected and reported.
+    unsafe { c_abi::free_unknown(ptr.cast()) }
 }
 
 /// `free` from the start, for every block its fast path did not take

@@ -14,6 +14,8 @@
 //! inside the dynamic loader, where creating a thread could deadlock); the
 //! library's constructor calls [`init`], which does.
 
+use hakmem_core::FastFree;
+
 use crate::env::Config;
 use crate::global::{self, alloc_or_trim, invalid_free, realloc_or_trim, with_heap};
 
@@ -51,15 +53,18 @@ pub fn malloc_fast(size: usize) -> *mut u8 {
     global::alloc_fast(size, MALLOC_ALIGN)
 }
 
-/// `free`'s fast path alone: `true` when `ptr` was a block of the calling
-/// thread's own heap that went back on its slab's free list; `false`
-/// (nothing changed) otherwise — then [`free`] frees or reports it, with
-/// every check made again. Always false in the `hardened` build.
+/// `free`'s fast path alone: [`FastFree::Done`] when `ptr` was a block of
+/// the calling thread's own heap that went back on its slab's free list;
+/// otherwise nothing changed, and [`free_unknown`] (for
+/// [`FastFree::Unknown`]: a block of no SuperSlab the heap knows) or
+/// [`free_general`] (for [`FastFree::Other`]) frees or reports it, with
+/// every check made again. Always [`FastFree::Other`] in the `hardened`
+/// build.
 ///
 /// # Safety
 /// As [`free`].
 #[inline(always)]
-pub unsafe fn free_fast(ptr: *mut u8) -> bool {
+pub unsafe fn free_fast(ptr: *mut u8) -> FastFree {
     // SAFETY: per the caller; a pointer the fast path cannot vouch for is
     // left to `free`.
     unsafe { global::free_fast(ptr) }
@@ -127,9 +132,30 @@ pub fn calloc(n: usize, size: usize) -> Result<*mut u8, CError> {
 pub unsafe fn free(ptr: *mut u8) {
     // SAFETY: per the caller.
     unsafe {
-        if !free_fast(ptr) {
-            free_general(ptr);
+        match free_fast(ptr) {
+            FastFree::Done => {}
+            FastFree::Unknown => free_unknown(ptr),
+            FastFree::Other => free_general(ptr),
         }
+    }
+}
+
+/// [`free`] after its fast path ([`free_fast`]) said
+/// [`FastFree::Unknown`]: a block in none of the thread's known
+/// SuperSlabs — another thread's block, a large block — found through the
+/// page source and freed; a bad pointer reported (the message, then abort).
+///
+/// # Safety
+/// As [`free`].
+#[inline]
+pub unsafe fn free_unknown(ptr: *mut u8) {
+    if let Err(e) = run(
+        #[inline(always)]
+        // SAFETY: per the caller; bad pointers are detected, not trusted.
+        |h| unsafe { h.dealloc_unknown(ptr) },
+        Ok(()),
+    ) {
+        invalid_free(e);
     }
 }
 

@@ -14,7 +14,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use hakmem_core::{Fault, FreeError};
+use hakmem_core::{FastFree, Fault, FreeError};
 
 use crate::env::Config;
 use crate::heaps::{self, Slot, StdHeap, ABANDONED, CLAIMED, FREE, OWNED};
@@ -178,22 +178,24 @@ pub(crate) fn alloc_fast(size: usize, align: usize) -> *mut u8 {
     )
 }
 
-/// `Heap::free_fast` on the calling thread's own heap ([`on_own_heap`]):
-/// false (nothing changed) when it does not apply, and at once without
+/// `Heap::free_fast_kind` on the calling thread's own heap
+/// ([`on_own_heap`]): what the fast path did with `ptr`;
+/// [`FastFree::Other`] (nothing changed) when it does not apply (no heap
+/// of its own, a visitor has it), and at once without
 /// [`FAST_PATHS`](hakmem_core::FAST_PATHS).
 ///
 /// # Safety
 /// As `Heap::dealloc`.
 #[inline(always)]
-pub(crate) unsafe fn free_fast(ptr: *mut u8) -> bool {
+pub(crate) unsafe fn free_fast(ptr: *mut u8) -> FastFree {
     if !hakmem_core::FAST_PATHS {
-        return false;
+        return FastFree::Other;
     }
     on_own_heap(
         #[inline(always)]
         // SAFETY: per the caller.
-        |h| unsafe { h.free_fast(ptr) },
-        false,
+        |h| unsafe { h.free_fast_kind(ptr) },
+        FastFree::Other,
     )
 }
 
@@ -434,6 +436,21 @@ impl HakMem {
     ///
     /// # Safety
     /// As `GlobalAlloc::dealloc`.
+    /// [`GlobalAlloc::dealloc`] of a block in none of the thread's known
+    /// SuperSlabs (its fast path said [`FastFree::Unknown`]): another
+    /// thread's block, a large block, or a bad pointer (reported).
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::dealloc`.
+    #[inline(never)]
+    unsafe fn dealloc_unknown(&self, ptr: *mut u8) {
+        // SAFETY: per the caller.
+        let r = with_heap::<true, _>(&self.cfg, |h| unsafe { h.dealloc_unknown(ptr) }, Ok(()));
+        if let Err(e) = r {
+            invalid_free(e);
+        }
+    }
+
     #[inline(never)]
     unsafe fn dealloc_general(&self, ptr: *mut u8) {
         // SAFETY: per the caller.
@@ -469,12 +486,15 @@ unsafe impl GlobalAlloc for HakMem {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         // SAFETY: GlobalAlloc's contract: `ptr` is a live block of ours; one
-        // the fast path cannot vouch for goes to `dealloc_general`.
-        if unsafe { free_fast(ptr) } {
-            return;
+        // the fast path cannot vouch for goes to `dealloc_unknown` or
+        // `dealloc_general`, which check it.
+        unsafe {
+            match free_fast(ptr) {
+                FastFree::Done => {}
+                FastFree::Unknown => self.dealloc_unknown(ptr),
+                FastFree::Other => self.dealloc_general(ptr),
+            }
         }
-        // SAFETY: as above.
-        unsafe { self.dealloc_general(ptr) }
     }
 
     #[inline]

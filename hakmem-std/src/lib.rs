@@ -84,7 +84,7 @@ pub use env::Config;
 #[cfg(hakmem_std_supported)]
 pub use global::HakMem;
 #[cfg(hakmem_std_supported)]
-pub use hakmem_core::{Config as CoreConfig, Stats};
+pub use hakmem_core::{Config as CoreConfig, FastFree, Stats};
 #[cfg(hakmem_std_supported)]
 pub use linux::{page_size, LinuxPages};
 #[cfg(hakmem_std_supported)]
