@@ -681,6 +681,23 @@ impl<P: PageSource> Heap<P> {
     /// As [`dealloc`](Self::dealloc).
     #[inline(never)]
     pub unsafe fn dealloc_unknown(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
+        // The common case first, in this frame, which saves no registers:
+        // a block of another heap's SuperSlab joining its class's batch.
+        // SAFETY: forwarded caller contract.
+        if unsafe { self.send_remote_batched(ptr) } {
+            return Ok(());
+        }
+        // SAFETY: forwarded caller contract.
+        unsafe { self.dealloc_unknown_slow(ptr) }
+    }
+
+    /// [`dealloc_unknown`](Self::dealloc_unknown) from the start, every
+    /// check made again, for what its common case did not take.
+    ///
+    /// # Safety
+    /// As [`dealloc`](Self::dealloc).
+    #[inline(never)]
+    unsafe fn dealloc_unknown_slow(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
         }
@@ -688,9 +705,9 @@ impl<P: PageSource> Heap<P> {
         unsafe { self.dealloc_slow(ptr) }
     }
 
-    /// The rest of [`dealloc_unknown`](Self::dealloc_unknown), its only
-    /// caller: `locate`, then the owner's free, the remote path or the
-    /// large block's.
+    /// The rest of [`dealloc_unknown_slow`](Self::dealloc_unknown_slow),
+    /// its only caller: `locate`, then the owner's free, the remote path or
+    /// the large block's.
     ///
     /// # Safety
     /// As [`dealloc`](Self::dealloc); `ptr` is not null.

@@ -104,6 +104,15 @@ unsafe fn locate_at_headers<P: PageSource>(
             }
         };
     }
+    // The common case first: a SuperSlab's block.
+    // SAFETY: forwarded.
+    if let Some(ss) = unsafe { superslab_at(source, ptr, base) } {
+        // SAFETY: a live SuperSlab header, `p` inside it.
+        let slab = unsafe { SuperSlab::slab_of(ss, p, geo.unit_shift) };
+        // SAFETY: as above.
+        unsafe { check_block(ss, slab, p)? };
+        return Ok(Found::Small { ss, slab });
+    }
     if !source.contains(base) {
         return Err(FreeErrorKind::NotOurs);
     }
@@ -111,14 +120,6 @@ unsafe fn locate_at_headers<P: PageSource>(
     // SAFETY: `contains` vouched that `base` is mapped by us; every region
     // starts with a header there (see module doc).
     let magic = unsafe { *header.cast::<usize>() };
-    if magic == SS_MAGIC ^ base {
-        let ss = header.cast::<SuperSlab>();
-        // SAFETY: a live SuperSlab header, `p` inside it.
-        let slab = unsafe { SuperSlab::slab_of(ss, p, geo.unit_shift) };
-        // SAFETY: as above.
-        unsafe { check_block(ss, slab, p)? };
-        return Ok(Found::Small { ss, slab });
-    }
     if magic == LARGE_MAGIC ^ base {
         let h = header.cast::<LargeBlock>();
         // SAFETY: a live large block header.
@@ -132,6 +133,29 @@ unsafe fn locate_at_headers<P: PageSource>(
         };
     }
     Err(FreeErrorKind::NotOurs)
+}
+
+/// The SuperSlab whose header is at `base` (the masked address of a
+/// pointer `ptr` that is not itself on a boundary), if the source maps
+/// `base` and a SuperSlab's magic is there; `None` for anything else (a
+/// large block's header, memory not ours).
+///
+/// # Safety
+/// As [`locate`].
+#[inline(always)]
+pub(crate) unsafe fn superslab_at<P: PageSource>(
+    source: &P,
+    ptr: *mut u8,
+    base: usize,
+) -> Option<*mut SuperSlab> {
+    if !source.contains(base) {
+        return None;
+    }
+    let header = ptr.with_addr(base);
+    // SAFETY: `contains` vouched that `base` is mapped by us; every region
+    // starts with a header there (see module doc).
+    let magic = unsafe { *header.cast::<usize>() };
+    (magic == SS_MAGIC ^ base).then_some(header.cast::<SuperSlab>())
 }
 
 /// Says what `p`, which lies in the region starting at `start` but not at a

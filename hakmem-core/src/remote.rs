@@ -64,6 +64,17 @@ const BATCHES: usize = 32;
 /// Blocks in a batch before it is pushed.
 const BATCH_MAX: u32 = 32;
 
+/// The batch of a slab's blocks: by its class ([`BATCHES`]).
+///
+/// # Safety
+/// `slab` is an assigned slab of a live SuperSlab; its class is fixed while
+/// it is assigned.
+#[inline(always)]
+unsafe fn batch_of(slab: *const Slab) -> usize {
+    // SAFETY: per the caller.
+    unsafe { (*slab).class as usize % BATCHES }
+}
+
 /// Blocks of one foreign slab on their way to its remote list.
 #[derive(Clone, Copy)]
 struct Batch {
@@ -465,18 +476,14 @@ impl<P: PageSource> Heap<P> {
     ) -> Result<(), FreeError> {
         // SAFETY: per the caller.
         unsafe { mark_freed(ss, slab, ptr, self.geo.units)? };
+        // SAFETY: per the caller.
+        let i = unsafe { batch_of(slab) };
         let b = ptr.cast::<Block>();
-        // SAFETY: `slab` is an assigned slab of a live SuperSlab (caller);
-        // its class is fixed while it is assigned.
-        let i = unsafe { (*slab).class } as usize % BATCHES;
-        let batch = self.outgoing.batches[i];
         // SAFETY: `b` is ours to link (marked freed); a batch's blocks and
         // slab stay valid until it is pushed (module invariants).
         unsafe {
-            if batch.slab == slab {
-                (*b).next = batch.head;
-                self.outgoing.batches[i].head = b;
-                self.outgoing.batches[i].n += 1;
+            if self.outgoing.batches[i].slab == slab {
+                self.join_batch(i, b);
             } else {
                 self.push_batch(i);
                 (*b).next = ptr::null_mut();
@@ -486,13 +493,75 @@ impl<P: PageSource> Heap<P> {
                     tail: b,
                     n: 1,
                 };
+                self.outgoing.blocks += 1;
             }
         }
-        self.outgoing.blocks += 1;
         if self.outgoing.batches[i].n >= BATCH_MAX {
             self.push_batch(i);
         }
         Ok(())
+    }
+
+    /// The cross-thread free's common case, for [`Heap::dealloc_unknown`]
+    /// to try before anything else: `ptr` is a carved block, not tagged
+    /// free, of a slab of another heap's SuperSlab, and the batch of the
+    /// slab's class holds that slab with room for one more — then the block
+    /// is marked, counted and joins the batch, and the answer is true. False,
+    /// with nothing changed, for everything else (null, a large block, a new
+    /// batch or a full one, an own block, a bad pointer), which the full path
+    /// frees or reports, making every check again. Kept to what needs no
+    /// call, so its caller saves no registers for it.
+    ///
+    /// # Safety
+    /// As [`Heap::dealloc`].
+    #[inline(always)]
+    pub(crate) unsafe fn send_remote_batched(&mut self, ptr: *mut u8) -> bool {
+        let p = ptr as usize;
+        let base = p & self.geo.superslab_mask();
+        if base == p {
+            return false;
+        }
+        // SAFETY: per the caller (the source's `contains` is truthful); a
+        // block that passes `check_carved` is a block boundary of the slab's
+        // carved range, whose first words are the application's to give
+        // and ours to read; the batch's slab is assigned while it holds
+        // blocks (module invariants).
+        unsafe {
+            let Some(ss) = locate::superslab_at(&self.source, ptr, base) else {
+                return false;
+            };
+            if (*ss).owner.load(Ordering::Relaxed) == self.id {
+                return false;
+            }
+            let slab = SuperSlab::slab_of(ss, p, self.geo.unit_shift);
+            if locate::check_carved(slab, p - base).is_err() {
+                return false;
+            }
+            let i = batch_of(slab);
+            let batch = &self.outgoing.batches[i];
+            if batch.slab != slab || batch.n + 1 >= BATCH_MAX {
+                return false;
+            }
+            if mark_freed(ss, slab, ptr, self.geo.units).is_err() {
+                return false;
+            }
+            self.join_batch(i, ptr.cast());
+        }
+        true
+    }
+
+    /// Links `b`, a block marked freed of batch `i`'s slab, into that batch.
+    ///
+    /// # Safety
+    /// Batch `i` holds `b`'s slab; `b` is ours to link.
+    #[inline(always)]
+    unsafe fn join_batch(&mut self, i: usize, b: *mut Block) {
+        let batch = &mut self.outgoing.batches[i];
+        // SAFETY: per the caller.
+        unsafe { (*b).next = batch.head };
+        batch.head = b;
+        batch.n += 1;
+        self.outgoing.blocks += 1;
     }
 
     /// Pushes batch `i` (if any) to its slab.

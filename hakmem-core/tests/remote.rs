@@ -672,6 +672,19 @@ fn the_fast_free_says_which_path_takes_what_it_refused() {
         assert_eq!(a.stats().pending_remote, 0);
         b.dealloc_unknown(p).unwrap();
         assert_eq!(a.stats().pending_remote, 1);
+        // The same block again, now that its class's batch holds its slab
+        // (the cross-thread free's common case), and a pointer into it:
+        // refused and reported, nothing changed.
+        assert_eq!(
+            b.dealloc_unknown(p).unwrap_err().kind,
+            FreeErrorKind::DoubleFree
+        );
+        assert_eq!(
+            b.dealloc_unknown(q.add(1)).unwrap_err().kind,
+            FreeErrorKind::Interior
+        );
+        assert_eq!(a.stats().pending_remote, 1);
+        b.check().unwrap();
         // Null is no SuperSlab's, and its free does nothing.
         assert_eq!(a.free_fast_kind(ptr::null_mut()), FastFree::Unknown);
         assert_eq!(a.dealloc_unknown(ptr::null_mut()), Ok(()));
