@@ -683,8 +683,11 @@ impl<P: PageSource> Heap<P> {
     pub unsafe fn dealloc_unknown(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         // The common case first, in this frame, which saves no registers:
         // a block of another heap's SuperSlab joining its class's batch.
+        // Not in the hardened build: it reads the header at the masked
+        // address, which `locate` there does only at a region's start (a
+        // large block's body could hold a forged header).
         // SAFETY: forwarded caller contract.
-        if unsafe { self.send_remote_batched(ptr) } {
+        if FAST_PATHS && unsafe { self.send_remote_batched(ptr) } {
             return Ok(());
         }
         // SAFETY: forwarded caller contract.

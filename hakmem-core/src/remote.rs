@@ -510,7 +510,10 @@ impl<P: PageSource> Heap<P> {
     /// with nothing changed, for everything else (null, a large block, a new
     /// batch or a full one, an own block, a bad pointer), which the full path
     /// frees or reports, making every check again. Kept to what needs no
-    /// call, so its caller saves no registers for it.
+    /// call, so its caller saves no registers for it. Default build only
+    /// (`FAST_PATHS`): it reads the header at the masked address, as the
+    /// default build's `locate` does; the hardened one reads headers only
+    /// at a region's start.
     ///
     /// # Safety
     /// As [`Heap::dealloc`].
